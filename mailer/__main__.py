@@ -1,0 +1,5 @@
+"""Entry point for ``python -m mailer``."""
+
+from mailer.cli import main
+
+main()

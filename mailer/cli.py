@@ -1,0 +1,170 @@
+"""The command line: parse, build settings, call the library, report. Nothing imports it."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import functools
+import itertools
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Annotated, ParamSpec, TypeVar
+
+import typer
+
+from mailer.delivery import deliver
+from mailer.errors import EXIT_INCOMPLETE, EXIT_USAGE, InputError, MailerError
+from mailer.models import SendResult, Status
+from mailer.pipeline import DigestOptions, PreparedIssue, prepare_digest
+from mailer.settings import load_settings
+from mailer.subscribers import RowProblem
+from mailer.transports.files import FilesTransport
+
+app = typer.Typer(
+    name="mailer",
+    help="Weekly digests and send-to-a-friend mail from article files.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """Weekly digests and send-to-a-friend mail from article files.
+
+    Exit codes: 0 all sent, 1 some recipients failed or were deferred, 2 usage,
+    configuration or input error, 3 the run stopped (authentication, TLS, unreachable
+    server, relay refusing us), 75 interrupted and resumable.
+    """
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _err(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn a ``MailerError`` into one ``Error:`` line and its exit code; never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except MailerError as exc:
+            _err(f"Error: {exc.message}")
+            if exc.hint:
+                _err(f"Hint: {exc.hint}")
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper
+
+
+def _parse_date(value: str | None) -> dt.date:
+    if value is None:
+        return dt.date.today()
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        _err(f"Error: --date: {value!r} is not a date (use YYYY-MM-DD)")
+        raise typer.Exit(EXIT_USAGE) from None
+
+
+@app.command()
+@reports_errors
+def digest(
+    articles: Annotated[
+        Path | None, typer.Option(help="Folder of article files [MAILER_ARTICLES_DIR].")
+    ] = None,
+    list_: Annotated[
+        str | None,
+        typer.Option(
+            "--list", help="List name (lists/<name>.csv) or CSV path [MAILER_DEFAULT_LIST]."
+        ),
+    ] = None,
+    date: Annotated[
+        str | None, typer.Option(help="Issue date, YYYY-MM-DD (default: today).")
+    ] = None,
+    days: Annotated[int, typer.Option(min=1, help="Days the issue covers, ending on --date.")] = 7,
+    max_articles: Annotated[
+        int | None, typer.Option(min=1, help="At most this many articles, newest first.")
+    ] = None,
+    subject: Annotated[
+        str | None, typer.Option(help="Subject line (default: '<name>: week of <date>').")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Preview folder [MAILER_PREVIEWS_DIR].")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Stop after N recipients.")] = None,
+    strict: Annotated[
+        bool, typer.Option(help="Invalid list rows are fatal instead of skipped.")
+    ] = False,
+    send: Annotated[
+        bool, typer.Option(help="Really send over SMTP (default: write previews).")
+    ] = False,
+) -> None:
+    """Build this week's digest and write one preview .eml per subscriber (or --send it)."""
+    settings = load_settings(articles_dir=articles, previews_dir=out)
+    issue_date = _parse_date(date)
+    options = DigestOptions(
+        issue_date=issue_date,
+        days=days,
+        max_articles=max_articles,
+        subject=subject,
+        list_ref=list_,
+        strict=strict,
+    )
+    if send:
+        raise MailerError("--send is not yet available; run without it to write previews")
+    prepared = prepare_digest(settings, options)
+    folder = settings.previews_dir / f"digest-{issue_date.isoformat()}"
+    _write_previews(prepared, folder, strict=strict, limit=limit)
+
+
+def _write_previews(
+    prepared: PreparedIssue, folder: Path, *, strict: bool, limit: int | None
+) -> None:
+    problems: list[RowProblem] = []
+
+    def warn(problem: RowProblem) -> None:
+        problems.append(problem)
+        _err(f"warning: skipped {problem}")
+
+    recipients = prepared.recipients(strict=strict, on_problem=warn)
+    if limit is not None:
+        recipients = itertools.islice(recipients, limit)
+    first = next(recipients, None)
+    if first is None:
+        raise InputError(f"{prepared.list_path}: no valid recipients; nothing to write")
+    html, text = prepared.composer.preview_documents(first, prepared.rendered)
+    transport = FilesTransport(folder, extras={"digest.html": html, "digest.txt": text})
+    messages = (
+        prepared.composer.compose(recipient, index)
+        for index, recipient in enumerate(itertools.chain([first], recipients), 1)
+    )
+    counts = asyncio.run(_count(deliver(transport, messages)))
+    written = counts.get(Status.SENT, 0)
+    print(
+        f"Wrote {written} message{'s' if written != 1 else ''} for "
+        f"{prepared.digest.subject!r} ({len(prepared.digest.articles)} articles) to {folder}/"
+    )
+    print(f"Open {folder / 'digest.html'} in a browser, or any .eml file in a mail client.")
+    if problems:
+        print(f"Skipped {len(problems)} invalid row{'s' if len(problems) != 1 else ''}.")
+    if written != sum(counts.values()):
+        raise typer.Exit(EXIT_INCOMPLETE)
+
+
+async def _count(results: AsyncIterator[SendResult]) -> Counter[Status]:
+    counts: Counter[Status] = Counter()
+    async for result in results:
+        counts[result.status] += 1
+    return counts
+
+
+def main() -> None:
+    app()

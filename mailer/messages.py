@@ -1,0 +1,238 @@
+"""Pure: a Rendered issue plus one Recipient → one RFC 5322 message, built by splicing.
+
+Everything that is the same for every recipient (headers, MIME structure, the
+quoted-printable encoding of the rendered documents) is encoded once, when the
+``Composer`` is built. Per recipient only the personal values are encoded and joined, so a
+message costs tens of microseconds instead of a render, an inlining pass and an
+``EmailMessage`` build.
+"""
+
+from __future__ import annotations
+
+import binascii
+import datetime as dt
+import email.utils
+import hashlib
+import html
+import re
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from email.header import Header, decode_header
+
+from mailer.errors import HeaderError
+from mailer.models import Outgoing, Recipient, Rendered, Spliced
+
+MAX_LINE = 998
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+_ENCODED_WORD_RE = re.compile(r"=\?[^?\s]+\?[QqBb]\?[^?\s]*\?=")
+_ATOM_SAFE_RE = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~ ]*")
+_QP_SOFT = b"=\r\n"
+
+
+def check_header_value(field: str, value: str) -> str:
+    """Refuse CR, LF, NUL and other controls, also when hidden in an RFC 2047 encoded word.
+
+    This Python predates the fix for CVE-2024-6923 (newlines in headers), so every value
+    that reaches a header is checked here first.
+    """
+    if _CONTROL_RE.search(value):
+        raise HeaderError(f"{field}: contains a line break or control character")
+    for word in _ENCODED_WORD_RE.findall(value):
+        try:
+            decoded = "".join(
+                part.decode(charset or "ascii", "replace") if isinstance(part, bytes) else part
+                for part, charset in decode_header(word)
+            )
+        except (LookupError, ValueError, binascii.Error):
+            raise HeaderError(f"{field}: contains a malformed encoded word") from None
+        if _CONTROL_RE.search(decoded):
+            raise HeaderError(f"{field}: an encoded word hides a line break or control character")
+    return value
+
+
+def encode_phrase(text: str) -> str:
+    """A display name as an RFC 5322 phrase: atom, quoted string, or RFC 2047 encoded words."""
+    if text.isascii() and not _ENCODED_WORD_RE.search(text):
+        if _ATOM_SAFE_RE.fullmatch(text) and not text.startswith(" "):
+            return text
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return Header(text, "utf-8").encode(linesep="\r\n")
+
+
+def format_address(name: str, address: str, *, field: str = "address") -> str:
+    check_header_value(field, name)
+    check_header_value(field, address)
+    return f"{encode_phrase(name)} <{address}>" if name else address
+
+
+def encode_header(name: str, value: str) -> str:
+    """``Name: value`` folded below 78 characters where possible; RFC 2047 when non-ASCII."""
+    check_header_value(name, value)
+    if value.isascii() and not _ENCODED_WORD_RE.search(value):
+        encoded = Header(value, "us-ascii", header_name=name).encode(linesep="\r\n")
+    else:
+        encoded = Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
+    return f"{name}: {encoded}"
+
+
+def qp(text: str) -> bytes:
+    """Quoted-printable with CRLF; b2a_qp is C code and keeps every line under 77 octets."""
+    return binascii.b2a_qp(text.encode("utf-8"), istext=True).replace(b"\n", b"\r\n")
+
+
+def _qp_chunk(text: str) -> bytes:
+    """Encode a piece of a document so that pieces can be concatenated: each piece ends with a
+    line break (hard, or a QP soft break), so no line ever grows across a splice."""
+    if not text:
+        return b""
+    encoded = qp(text)
+    return encoded if encoded.endswith(b"\r\n") else encoded + _QP_SOFT
+
+
+@dataclass(frozen=True, slots=True)
+class _EncodedDoc:
+    literals: tuple[bytes, ...]
+    slots: tuple[str, ...]
+
+
+def _encode_doc(doc: Spliced) -> _EncodedDoc:
+    return _EncodedDoc(tuple(_qp_chunk(lit) for lit in doc.literals), doc.slots)
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """Per-issue header facts."""
+
+    from_name: str
+    from_address: str
+    list_id: str
+    unsubscribe_url: str
+    reply_to: str | None = None
+    unsubscribe_mailto: str | None = None
+    extra_headers: tuple[tuple[str, str], ...] = ()
+
+
+class Composer:
+    """Built once per issue; ``compose`` makes one recipient's message."""
+
+    def __init__(
+        self,
+        rendered: Rendered,
+        envelope: Envelope,
+        *,
+        unsubscribe_token: Callable[[Recipient], str] | None,
+        campaign_key: str,
+        name_fallback: str = "reader",
+        now: dt.datetime | None = None,
+    ) -> None:
+        self.envelope = envelope
+        self._token = unsubscribe_token
+        base = envelope.unsubscribe_url
+        self._unsubscribe_prefix = base + ("&" if "?" in base else "?") + "token="
+        self._name_fallback = name_fallback
+        self._domain = envelope.from_address.rpartition("@")[2]
+        self._mid_key = hashlib.sha256(f"mailer-mid\x00{campaign_key}".encode()).digest()[:16]
+        self._mid_prefix = hashlib.sha256(campaign_key.encode()).hexdigest()[:10]
+        boundary = "=_mailer_" + secrets.token_hex(12)
+        # "=_" cannot occur in quoted-printable output, so the boundary never collides.
+        when = now or dt.datetime.now(dt.UTC).astimezone()
+        headers = [
+            "From: " + format_address(envelope.from_name, envelope.from_address, field="From"),
+            encode_header("Subject", rendered.subject),
+            "Date: " + email.utils.format_datetime(when),
+            "MIME-Version: 1.0",
+            f'Content-Type: multipart/alternative; boundary="{boundary}"',
+            "List-Id: " + format_address(envelope.from_name, envelope.list_id, field="List-Id"),
+        ]
+        if envelope.reply_to:
+            headers.append("Reply-To: " + format_address("", envelope.reply_to, field="Reply-To"))
+        if unsubscribe_token is not None:
+            headers.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click")
+        for name, value in envelope.extra_headers:
+            headers.append(encode_header(name, value))
+        self._static_head = ("\r\n".join(headers) + "\r\n").encode("ascii")
+        part = (
+            '--{b}\r\nContent-Type: text/{kind}; charset="utf-8"\r\n'
+            "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+        )
+        self._text_open = b"\r\n" + part.format(b=boundary, kind="plain").encode()
+        self._html_open = b"\r\n" + part.format(b=boundary, kind="html").encode()
+        self._close = f"\r\n--{boundary}--\r\n".encode()
+        self._text = _encode_doc(rendered.text)
+        self._html = _encode_doc(rendered.html)
+        self._preamble = b"\r\nThis is a multi-part message in MIME format.\r\n"
+
+    def message_id(self, recipient: Recipient) -> str:
+        digest = hashlib.blake2b(
+            recipient.email.lower().encode(), key=self._mid_key, digest_size=10
+        ).hexdigest()
+        return f"<{self._mid_prefix}.{digest}@{self._domain}>"
+
+    def personal_values(self, recipient: Recipient, token: str | None) -> dict[str, str]:
+        values = dict(recipient.fields)
+        values["email"] = recipient.email
+        values["name"] = recipient.name or self._name_fallback
+        values["unsubscribe_url"] = self._unsubscribe_prefix + token if token else ""
+        return values
+
+    def compose(self, recipient: Recipient, index: int) -> Outgoing:
+        token = self._token(recipient) if self._token is not None else None
+        values = self.personal_values(recipient, token)
+        message_id = self.message_id(recipient)
+        head = [
+            "To: " + format_address(recipient.name, recipient.email, field="To"),
+            f"Message-ID: {message_id}",
+        ]
+        if token:
+            url = values["unsubscribe_url"]
+            check_header_value("List-Unsubscribe", url)
+            targets = [f"<{url}>"]
+            if self.envelope.unsubscribe_mailto:
+                targets.append(
+                    f"<mailto:{self.envelope.unsubscribe_mailto}?subject=unsubscribe%20{token}>"
+                )
+            head.append("List-Unsubscribe: " + ",\r\n ".join(targets))
+        chunks: list[bytes] = [("\r\n".join(head) + "\r\n").encode("utf-8"), self._static_head]
+        chunks.append(self._preamble)
+        chunks.append(self._text_open)
+        _fill(chunks, self._text, values, escape=None)
+        chunks.append(self._html_open)
+        _fill(chunks, self._html, values, escape=html.escape)
+        chunks.append(self._close)
+        return Outgoing(
+            index=index,
+            recipient=recipient,
+            sender=self.envelope.from_address,
+            message_id=message_id,
+            data=b"".join(chunks),
+        )
+
+    def preview_documents(self, recipient: Recipient, rendered: Rendered) -> tuple[str, str]:
+        """The personalised HTML and text, for ``digest.html`` / ``digest.txt`` previews."""
+        token = self._token(recipient) if self._token is not None else None
+        values = self.personal_values(recipient, token)
+        escaped = {k: html.escape(v) for k, v in values.items()}
+        return rendered.html.fill(escaped), rendered.text.fill(values)
+
+
+def _fill(
+    out: list[bytes],
+    doc: _EncodedDoc,
+    values: Mapping[str, str],
+    *,
+    escape: Callable[[str], str] | None,
+) -> None:
+    literals = doc.literals
+    out.append(literals[0])
+    for i, slot in enumerate(doc.slots):
+        value = values[slot]
+        if escape is not None:
+            value = escape(value)
+        out.append(_qp_chunk(value))
+        out.append(literals[i + 1])
+
+
+def long_lines(data: bytes, limit: int = MAX_LINE) -> Sequence[int]:
+    """Line numbers (1-based) longer than ``limit`` octets, excluding the CRLF."""
+    return [n for n, line in enumerate(data.split(b"\r\n"), 1) if len(line) > limit]

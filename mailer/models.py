@@ -1,0 +1,109 @@
+"""Frozen value objects that flow one way: Article → Digest → Rendered → Outgoing → SendResult."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class Article:
+    """One article file, parsed."""
+
+    slug: str
+    title: str
+    date: dt.date
+    url: str
+    summary: str
+    body_html: str
+    body_text: str
+    source: Path
+    author: str | None = None
+    tags: tuple[str, ...] = ()
+    image: str | None = None
+    date_from_mtime: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """The articles of one issue, newest first, and its subject."""
+
+    newsletter: str
+    issue_date: dt.date
+    subject: str
+    articles: tuple[Article, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """One subscriber: a normalised address, a display name, and any extra CSV columns."""
+
+    email: str
+    name: str = ""
+    fields: Mapping[str, str] = field(default_factory=dict)
+    line: int = 0  # line in the list file, for messages
+
+
+class Status(enum.StrEnum):
+    """The outcome of one recipient."""
+
+    SENT = "sent"
+    DEFERRED = "deferred"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One ready-to-send message: envelope plus RFC 5322 bytes with CRLF line endings."""
+
+    index: int
+    recipient: Recipient
+    sender: str
+    message_id: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """What happened to one recipient."""
+
+    index: int
+    email: str
+    message_id: str
+    status: Status
+    code: int | None = None
+    reply: str = ""
+    attempts: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Spliced:
+    """A document rendered once, with holes for personal fields.
+
+    ``literals`` has one more item than ``slots``; the document is
+    ``literals[0] + value(slots[0]) + literals[1] + ...``.
+    """
+
+    literals: tuple[str, ...]
+    slots: tuple[str, ...]
+
+    def fill(self, values: Mapping[str, str]) -> str:
+        out = [self.literals[0]]
+        for slot, literal in zip(self.slots, self.literals[1:], strict=True):
+            out.append(values[slot])
+            out.append(literal)
+        return "".join(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """An issue rendered and CSS-inlined once: HTML and text with personal-field holes."""
+
+    subject: str
+    html: Spliced
+    text: Spliced

@@ -1,0 +1,123 @@
+"""Builds one issue from settings and options: articles → digest → render → composer."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from mailer.articles import load_articles
+from mailer.digest import build_digest
+from mailer.errors import InputError
+from mailer.messages import Composer, Envelope
+from mailer.models import Digest, Recipient, Rendered
+from mailer.render import make_environment, render_digest
+from mailer.settings import Settings
+from mailer.subscribers import (
+    RowProblem,
+    list_name,
+    read_header,
+    read_list,
+    resolve_list,
+    template_fields,
+)
+from mailer.tokens import make_token
+
+
+@dataclass(frozen=True)
+class DigestOptions:
+    issue_date: dt.date
+    days: int = 7
+    max_articles: int | None = None
+    subject: str | None = None
+    list_ref: str | None = None
+    strict: bool = False
+    campaign: str | None = None
+
+
+@dataclass
+class PreparedIssue:
+    """Everything needed to produce one message per recipient of this issue."""
+
+    digest: Digest
+    rendered: Rendered
+    composer: Composer
+    list_path: Path
+    campaign: str
+
+    def recipients(
+        self,
+        *,
+        strict: bool,
+        on_problem: Callable[[RowProblem], None] | None = None,
+        skip: Callable[[str], bool] | None = None,
+        on_skip: Callable[[Recipient], None] | None = None,
+    ) -> Iterator[Recipient]:
+        return read_list(
+            self.list_path, strict=strict, on_problem=on_problem, skip=skip, on_skip=on_skip
+        )
+
+
+def newsletter_context(settings: Settings) -> dict[str, object]:
+    return {
+        "name": settings.newsletter_name,
+        "from_address": settings.from_address,
+        "subscribe_url": settings.subscribe_url,
+    }
+
+
+def envelope(settings: Settings) -> Envelope:
+    return Envelope(
+        from_name=settings.newsletter_name,
+        from_address=settings.from_address,
+        list_id=settings.effective_list_id,
+        unsubscribe_url=settings.unsubscribe_url,
+        reply_to=settings.reply_to,
+        unsubscribe_mailto=settings.unsubscribe_mailto,
+    )
+
+
+def prepare_digest(settings: Settings, options: DigestOptions) -> PreparedIssue:
+    """Load, select, render and inline once. Raises ``MailerError`` on any bad input."""
+    list_path = resolve_list(options.list_ref or settings.default_list, settings.lists_dir)
+    header = read_header(list_path)
+    articles = load_articles(
+        settings.articles_dir,
+        extra_clutter=settings.clutter_patterns,
+        base_url=settings.article_base_url,
+    )
+    digest = build_digest(
+        articles,
+        newsletter=settings.newsletter_name,
+        issue_date=options.issue_date,
+        days=options.days,
+        max_articles=options.max_articles,
+        subject=options.subject,
+    )
+    if not digest.articles:
+        start = options.issue_date - dt.timedelta(days=options.days)
+        raise InputError(
+            f"no articles in {settings.articles_dir} dated after {start} and on or before "
+            f"{options.issue_date}; nothing to send"
+        )
+    env = make_environment(settings.templates_dir)
+    rendered = render_digest(
+        digest,
+        env=env,
+        newsletter=newsletter_context(settings),
+        extra_fields=template_fields(header),
+    )
+    name = list_name(list_path)
+    secret = settings.secret_key.get_secret_value()
+    campaign = options.campaign or f"{settings.newsletter_name} {options.issue_date.isoformat()}"
+    composer = Composer(
+        rendered,
+        envelope(settings),
+        unsubscribe_token=lambda r: make_token(secret, name, r.email),
+        campaign_key=campaign,
+        name_fallback=settings.name_fallback,
+    )
+    return PreparedIssue(
+        digest=digest, rendered=rendered, composer=composer, list_path=list_path, campaign=campaign
+    )

@@ -1,0 +1,190 @@
+"""The one settings class: ``MAILER_*`` environment, an optional ``.env`` file, flags on top."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mailer.errors import ConfigError
+
+# Documented sample defaults: the bundled sample runs with no settings at all. The sample
+# secret key is public, so sending real mail with it is refused (see ``require_real_secret``).
+SAMPLE_SECRET_KEY = "sample-secret-key-change-me"
+SAMPLE_FROM = "newsletter@example.com"
+
+_SECURITY = Literal["starttls", "tls", "none"]
+
+
+class Settings(BaseSettings):
+    """Every setting of mailer. Environment names are ``MAILER_`` plus the field name."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MAILER_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        hide_input_in_errors=True,  # never echo a value (it may be a secret)
+        populate_by_name=True,
+        validate_default=True,
+    )
+
+    newsletter_name: str = "The Sample Weekly"
+    from_address: str = Field(
+        SAMPLE_FROM, validation_alias=AliasChoices("MAILER_FROM", "from_address")
+    )
+    reply_to: str | None = Field(None, validation_alias=AliasChoices("MAILER_REPLY_TO", "reply_to"))
+    list_id: str | None = None  # defaults to "<newsletter-slug>.<from domain>"
+    name_fallback: str = "reader"
+
+    smtp_host: str = "localhost"
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_security: _SECURITY = "starttls"
+    smtp_insecure_allow_plaintext: bool = False
+    smtp_ca_file: Path | None = None
+    smtp_timeout: float = Field(30.0, gt=0)
+    smtp_helo_name: str | None = None
+
+    secret_key: SecretStr = SecretStr(SAMPLE_SECRET_KEY)
+    unsubscribe_url: str = "https://example.com/unsubscribe"
+    unsubscribe_mailto: str | None = None
+    subscribe_url: str | None = None
+
+    articles_dir: Path = Path("articles")
+    lists_dir: Path = Path("lists")
+    templates_dir: Path | None = None
+    previews_dir: Path = Path("previews")
+    default_list: str = "example"
+    article_base_url: str | None = None
+    clutter_patterns: list[str] = Field(default_factory=list)
+
+    ledger: Path = Path(".mailer/ledger.sqlite3")
+    concurrency: int = Field(8, ge=1, le=256)
+    rate: float | None = Field(None, gt=0)
+    max_attempts: int = Field(4, ge=1, le=50)
+    retry_base_delay: float = Field(1.0, ge=0)
+    messages_per_connection: int = Field(1000, ge=1)
+    policy_halt_after: int = Field(20, ge=1)
+
+    forward_daily_quota: int = Field(10, ge=1)
+
+    @field_validator("from_address")
+    @classmethod
+    def _from(cls, value: str) -> str:
+        return _normalise_address(value)
+
+    @field_validator("reply_to")
+    @classmethod
+    def _reply_to(cls, value: str | None) -> str | None:
+        return _normalise_address(value) if value else None
+
+    @field_validator("unsubscribe_url", "subscribe_url")
+    @classmethod
+    def _https(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not re.fullmatch(r"https://[^\s<>\"'\x00-\x1f\x7f]+", value):
+            raise ValueError("must be an https:// URL without spaces or quotes")
+        return value
+
+    @field_validator("article_base_url")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not re.fullmatch(r"https?://[^\s<>\"'\x00-\x1f\x7f]+", value):
+            raise ValueError("must be an http(s):// URL")
+        return value
+
+    @field_validator("unsubscribe_mailto")
+    @classmethod
+    def _mailto(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        return _normalise_address(value.removeprefix("mailto:"))
+
+    @field_validator("newsletter_name", "name_fallback", "smtp_host", "list_id", "smtp_helo_name")
+    @classmethod
+    def _no_controls(cls, value: str | None) -> str | None:
+        if value is not None and re.search(r"[\x00-\x1f\x7f\u2028\u2029\x85]", value):
+            raise ValueError("must not contain control characters or line breaks")
+        return value
+
+    @field_validator("clutter_patterns")
+    @classmethod
+    def _regexes(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern {pattern!r} is not a valid regex ({exc})") from None
+        return value
+
+    # --- derived values -------------------------------------------------------------
+
+    @property
+    def from_domain(self) -> str:
+        return self.from_address.rpartition("@")[2]
+
+    @property
+    def effective_list_id(self) -> str:
+        if self.list_id:
+            return self.list_id
+        slug = re.sub(r"[^a-z0-9]+", "-", self.newsletter_name.lower()).strip("-") or "list"
+        return f"{slug}.{self.from_domain}"
+
+    def smtp_is_loopback(self) -> bool:
+        if self.smtp_host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.smtp_host).is_loopback
+        except ValueError:
+            return False
+
+    def require_real_secret(self) -> None:
+        """Sending real mail with the public sample key would let anyone forge unsubscribes."""
+        if self.secret_key.get_secret_value() == SAMPLE_SECRET_KEY:
+            raise ConfigError(
+                "setting MAILER_SECRET_KEY: still the public sample key; refusing to send",
+                hint="set MAILER_SECRET_KEY to a long random value, e.g. "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`",
+            )
+
+
+def _normalise_address(value: str) -> str:
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(f"not a valid e-mail address ({exc})") from None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment, ``.env`` and flags (``None`` flags are ignored)."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line naming the setting; pydantic's input echo is off, so no secret leaks."""
+    errors = exc.errors(include_input=False, include_url=False)
+    first = errors[0]
+    field = str(first["loc"][0]) if first["loc"] else "?"
+    if field in ("MAILER_FROM", "from_address"):
+        env = "MAILER_FROM"
+    elif field in ("MAILER_REPLY_TO", "reply_to"):
+        env = "MAILER_REPLY_TO"
+    else:
+        env = "MAILER_" + field.upper()
+    message = str(first["msg"]).removeprefix("Value error, ")
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"setting {env}: {message}{more}"

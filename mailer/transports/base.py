@@ -1,0 +1,69 @@
+"""The transport protocol: a transport opens channels; a channel sends one message at a time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from mailer.models import Outgoing
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """The server's answer for one recipient. ``code`` 0 means no answer (connection lost)."""
+
+    code: int
+    text: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.code < 300
+
+    @property
+    def permanent(self) -> bool:
+        return 500 <= self.code < 600
+
+    @property
+    def enhanced(self) -> str:
+        """The RFC 3463 enhanced status code (``5.1.1``), or ``""``."""
+        first = self.text.split(" ", 1)[0]
+        parts = first.split(".")
+        if len(parts) == 3 and all(p.isdigit() for p in parts):
+            return first
+        return ""
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.text}".strip()
+
+
+class ChannelBroken(Exception):
+    """The channel died mid-message (dropped connection, timeout). ``data_sent`` tells whether
+    the message's data may have reached the server, so that it must count as unknown."""
+
+    def __init__(self, reply: Reply, *, data_sent: bool = False) -> None:
+        super().__init__(str(reply))
+        self.reply = reply
+        self.data_sent = data_sent
+
+
+class Channel(Protocol):
+    """One connection (or one preview writer). Not shared between tasks."""
+
+    async def send(self, message: Outgoing) -> Reply:
+        """Deliver one message; a refusal is a ``Reply``, a broken channel ``ChannelBroken``."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class Transport(Protocol):
+    """A source of channels. ``open_channel`` raises ``DeliveryError`` when the run cannot go
+    on at all (authentication, TLS, unreachable server)."""
+
+    name: str
+
+    async def open_channel(self) -> Channel: ...
+
+    async def finish(self, *, complete: bool) -> None:
+        """Called once at the end; ``complete`` is False when the run was aborted."""
+        ...
