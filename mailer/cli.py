@@ -14,13 +14,23 @@ from typing import Annotated, ParamSpec, TypeVar
 
 import typer
 
-from mailer.delivery import deliver
-from mailer.errors import EXIT_INCOMPLETE, EXIT_USAGE, InputError, MailerError
+from mailer.delivery import Delivery, DeliveryPolicy, deliver
+from mailer.errors import EXIT_INCOMPLETE, EXIT_USAGE, DeliveryError, InputError, MailerError
 from mailer.models import SendResult, Status
-from mailer.pipeline import DigestOptions, PreparedIssue, prepare_digest
+from mailer.pipeline import (
+    DigestOptions,
+    PreparedIssue,
+    delivery_policy,
+    estimate_rows,
+    prepare_digest,
+    smtp_config,
+)
+from mailer.progress import run_with_progress
 from mailer.settings import load_settings
 from mailer.subscribers import RowProblem
+from mailer.transports.base import ChannelBroken
 from mailer.transports.files import FilesTransport
+from mailer.transports.smtp import SMTPTransport
 
 app = typer.Typer(
     name="mailer",
@@ -106,9 +116,18 @@ def digest(
     send: Annotated[
         bool, typer.Option(help="Really send over SMTP (default: write previews).")
     ] = False,
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, max=256, help="SMTP connections [MAILER_CONCURRENCY].")
+    ] = None,
+    rate: Annotated[
+        float | None,
+        typer.Option(help="At most R messages per second over all connections [MAILER_RATE]."),
+    ] = None,
 ) -> None:
     """Build this week's digest and write one preview .eml per subscriber (or --send it)."""
-    settings = load_settings(articles_dir=articles, previews_dir=out)
+    settings = load_settings(
+        articles_dir=articles, previews_dir=out, concurrency=concurrency, rate=rate
+    )
     issue_date = _parse_date(date)
     options = DigestOptions(
         issue_date=issue_date,
@@ -119,7 +138,11 @@ def digest(
         strict=strict,
     )
     if send:
-        raise MailerError("--send is not yet available; run without it to write previews")
+        settings.require_real_secret()
+        transport = SMTPTransport(smtp_config(settings))
+        prepared = prepare_digest(settings, options)
+        code = _send(prepared, transport, delivery_policy(settings), strict=strict, limit=limit)
+        raise typer.Exit(code)
     prepared = prepare_digest(settings, options)
     folder = settings.previews_dir / f"digest-{issue_date.isoformat()}"
     _write_previews(prepared, folder, strict=strict, limit=limit)
@@ -157,6 +180,66 @@ def _write_previews(
         print(f"Skipped {len(problems)} invalid row{'s' if len(problems) != 1 else ''}.")
     if written != sum(counts.values()):
         raise typer.Exit(EXIT_INCOMPLETE)
+
+
+def _send(
+    prepared: PreparedIssue,
+    transport: SMTPTransport,
+    policy: DeliveryPolicy,
+    *,
+    strict: bool,
+    limit: int | None,
+) -> int:
+    problems: list[RowProblem] = []
+
+    def warn(problem: RowProblem) -> None:
+        problems.append(problem)
+        _err(f"warning: skipped {problem}")
+
+    recipients = prepared.recipients(strict=strict, on_problem=warn)
+    if limit is not None:
+        recipients = itertools.islice(recipients, limit)
+    messages = (
+        prepared.composer.compose(recipient, index) for index, recipient in enumerate(recipients, 1)
+    )
+    total = estimate_rows(prepared.list_path)
+    if limit is not None:
+        total = min(total, limit)
+    print(
+        f"Sending {prepared.digest.subject!r} to up to {total} recipients via "
+        f"{transport.config.where} ({policy.concurrency} connections"
+        + (f", at most {policy.rate:g}/s" if policy.rate else "")
+        + ")",
+        flush=True,
+    )
+    engine = Delivery(transport, messages, policy)
+    report = asyncio.run(run_with_progress(engine, total=total))
+    if problems:
+        print(f"Skipped {len(problems)} invalid list row{'s' if len(problems) != 1 else ''}.")
+    return report.exit_code
+
+
+@app.command()
+@reports_errors
+def check() -> None:
+    """Connect to the SMTP relay: EHLO, STARTTLS, AUTH, and report; nothing is sent."""
+    settings = load_settings()
+    transport = SMTPTransport(smtp_config(settings))
+    try:
+        info = asyncio.run(transport.probe())
+    except ChannelBroken as exc:
+        raise DeliveryError(
+            f"{transport.config.where} is not accepting connections now: {exc.reply}"
+        ) from None
+    print(f"Server:        {transport.config.where}")
+    print(f"Banner:        {info.banner}")
+    print(f"Security:      {settings.smtp_security}" + (f" ({info.tls})" if info.tls else ""))
+    print(f"Authenticated: {info.authenticated_as or 'no (no MAILER_SMTP_USERNAME set)'}")
+    extensions = ", ".join(
+        f"{name.upper()} {value}".strip() for name, value in sorted(info.extensions.items())
+    )
+    print(f"Extensions:    {extensions}")
+    print("OK: ready to send.")
 
 
 async def _count(results: AsyncIterator[SendResult]) -> Counter[Status]:

@@ -1,39 +1,311 @@
-"""Delivery: push a stream of messages through a transport, one result per recipient."""
+"""Delivery: concurrency, a global rate, retries and per-recipient results over any transport.
+
+``deliver`` takes a transport and a stream of messages and yields one ``SendResult`` per
+recipient. The stream is read lazily through a small queue, so memory stays flat whatever
+the size of the list. Outcomes are data:
+
+- 2xx: sent.
+- 4xx, or a channel that broke before the message's data went out: retried with exponential
+  backoff and jitter up to ``max_attempts``, then deferred.
+- 5xx: failed, never retried; it affects no other recipient.
+- A channel that broke *after* the data went out (the final dot was written, no reply came):
+  unknown. The server may have accepted it, so it is not retried (RFC 1047): a duplicate is
+  worse than a question.
+- A fatal transport error (authentication, TLS, unreachable server) stops the run at once,
+  and so does a long run of consecutive 5.7.x policy rejections.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
 
+from mailer.errors import DeliveryError
 from mailer.models import Outgoing, SendResult, Status
-from mailer.transports.base import ChannelBroken, Transport
+from mailer.transports.base import Channel, ChannelBroken, Reply, Transport
 
 
-async def deliver(transport: Transport, messages: Iterable[Outgoing]) -> AsyncIterator[SendResult]:
-    """Send every message in order on one channel; the transport is finished either way."""
-    complete = False
-    try:
-        channel = await transport.open_channel()
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    concurrency: int = 8
+    rate: float | None = None  # messages per second across all channels
+    max_attempts: int = 4
+    retry_base_delay: float = 1.0
+    retry_max_delay: float = 300.0
+    messages_per_connection: int = 1000
+    policy_halt_after: int = 20
+
+
+class TokenBucket:
+    """A global rate limit: ``rate`` tokens per second, bursts of at most ``burst``."""
+
+    def __init__(self, rate: float, burst: float | None = None) -> None:
+        self.rate = rate
+        self.capacity = burst if burst is not None else max(1.0, rate / 10)
+        self._tokens = self.capacity
+        self._last = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def take(self) -> None:
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
+                self._last = now
+                if self._tokens >= 1:
+                    self._tokens -= 1
+                    return
+                await asyncio.sleep((1 - self._tokens) / self.rate)
+
+
+# Called just before a message is handed to a channel (the ledger marks it "sending").
+BeforeSend = Callable[[Outgoing, int], Awaitable[None]]
+
+
+@dataclass
+class _Item:
+    message: Outgoing
+    attempts: int = 0
+
+
+class Delivery:
+    """One run of the engine; use ``deliver`` unless you need ``stop()``."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        messages: Iterable[Outgoing],
+        policy: DeliveryPolicy | None = None,
+        *,
+        before_send: BeforeSend | None = None,
+    ) -> None:
+        self.transport = transport
+        self.policy = policy or DeliveryPolicy()
+        self._messages = iter(messages)
+        self._before_send = before_send
+        self._bucket = TokenBucket(self.policy.rate) if self.policy.rate else None
+        self._queue: asyncio.Queue[_Item | None] = asyncio.Queue(
+            maxsize=self.policy.concurrency * 2
+        )
+        self._results: asyncio.Queue[SendResult | None] = asyncio.Queue()
+        self._outstanding = 0  # items taken from the stream and not yet resolved
+        self._exhausted = False
+        self._stopping = False
+        self._fatal: BaseException | None = None
+        self._policy_streak = 0
+        self._last_policy: Reply | None = None
+        self._done = False
+        self._warm = False
+        self._warmup = asyncio.Lock()
+        self._retries: set[asyncio.Task[None]] = set()
+        self.unsent = 0  # messages never attempted because the run stopped
+
+    def stop(self) -> None:
+        """Take no new messages; messages in flight finish and are reported."""
+        self._stopping = True
+        for task in list(self._retries):
+            task.cancel()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopping
+
+    async def run(self) -> AsyncIterator[SendResult]:
+        workers = [asyncio.create_task(self._worker()) for _ in range(self.policy.concurrency)]
+        feeder = asyncio.create_task(self._feed())
+        supervisor = asyncio.create_task(self._supervise(workers))
+        complete = False
         try:
-            for message in messages:
-                try:
-                    reply = await channel.send(message)
-                except ChannelBroken as exc:
-                    reply = exc.reply
-                status = (
-                    Status.SENT
-                    if reply.ok
-                    else (Status.FAILED if reply.permanent else Status.DEFERRED)
-                )
-                yield SendResult(
-                    index=message.index,
-                    email=message.recipient.email,
-                    message_id=message.message_id,
-                    status=status,
-                    code=reply.code,
-                    reply=reply.text,
-                )
+            while True:
+                result = await self._results.get()
+                if result is None:
+                    break
+                yield result
+            if self._fatal is not None:
+                raise self._fatal
+            complete = not self._stopping
         finally:
-            await channel.close()
-        complete = True
-    finally:
-        await transport.finish(complete=complete)
+            self.stop()
+            for task in (feeder, supervisor, *workers):
+                task.cancel()
+            await asyncio.gather(feeder, supervisor, *workers, return_exceptions=True)
+            await self.transport.finish(complete=complete)
+
+    async def _supervise(self, workers: list[asyncio.Task[None]]) -> None:
+        await asyncio.gather(*workers, return_exceptions=True)
+        self._results.put_nowait(None)
+
+    async def _feed(self) -> None:
+        for message in self._messages:
+            if self._stopping:
+                break
+            self._outstanding += 1
+            await self._queue.put(_Item(message))
+        self._exhausted = True
+        self._maybe_done()
+
+    def _maybe_done(self) -> None:
+        """When every message is resolved, tell each worker to exit."""
+        if self._exhausted and self._outstanding == 0 and not self._done:
+            self._done = True
+            for _ in range(self.policy.concurrency):
+                self._queue.put_nowait(None)
+
+    async def _worker(self) -> None:
+        channel: Channel | None = None
+        sent_on_channel = 0
+        try:
+            while True:
+                item = await self._queue.get()
+                if item is None:
+                    return
+                if self._stopping:
+                    self._resolve_unsent()  # never attempted: it stays pending for a resume
+                    continue
+                if channel is None:
+                    channel = await self._open(item)
+                    sent_on_channel = 0
+                    if channel is None:
+                        continue
+                if self._bucket is not None:
+                    await self._bucket.take()
+                item.attempts += 1
+                if self._before_send is not None:
+                    await self._before_send(item.message, item.attempts)
+                try:
+                    reply = await channel.send(item.message)
+                    broken, data_sent = False, True
+                except ChannelBroken as exc:
+                    reply, broken, data_sent = exc.reply, True, exc.data_sent
+                if broken or reply.code == 421:
+                    with contextlib.suppress(Exception):
+                        await channel.close()
+                    channel = None
+                else:
+                    sent_on_channel += 1
+                    if sent_on_channel >= self.policy.messages_per_connection:
+                        await channel.close()
+                        channel = None
+                self._settle(item, reply, broken=broken, data_sent=data_sent)
+        finally:
+            if channel is not None:
+                with contextlib.suppress(Exception):
+                    await channel.close()
+
+    async def _open(self, item: _Item) -> Channel | None:
+        """Open a channel; the first one alone, so that a bad password or certificate costs
+        one connection, not ``concurrency`` of them (no retry storm)."""
+        if self._warm:
+            return await self._open_retrying()
+        async with self._warmup:
+            channel = await self._open_retrying()
+            self._warm = channel is not None
+            return channel
+
+    async def _open_retrying(self) -> Channel | None:
+        """Open a channel, retrying refusals (421) with backoff; None if the run must stop."""
+        failures = 0
+        while not self._stopping:
+            try:
+                return await self.transport.open_channel()
+            except ChannelBroken as exc:
+                failures += 1
+                if failures >= self.policy.max_attempts:
+                    self._abort(
+                        DeliveryError(
+                            f"the server keeps refusing connections: {exc.reply}",
+                            hint="run the same command later",
+                        )
+                    )
+                    break
+                await asyncio.sleep(self._backoff(failures))
+            except Exception as exc:
+                self._abort(exc)
+                break
+        self._resolve_unsent()
+        return None
+
+    def _settle(self, item: _Item, reply: Reply, *, broken: bool, data_sent: bool) -> None:
+        if reply.ok:
+            self._policy_streak = 0
+            self._emit(item, Status.SENT, reply)
+        elif broken and data_sent and reply.code == 0:
+            self._emit(item, Status.UNKNOWN, reply)
+        elif reply.permanent:
+            self._emit(item, Status.FAILED, reply)
+            if reply.enhanced.startswith("5.7."):
+                self._policy_streak += 1
+                self._last_policy = reply
+                if self._policy_streak >= self.policy.policy_halt_after:
+                    self._abort(
+                        DeliveryError(
+                            f"the relay is refusing us: {self._policy_streak} policy rejections "
+                            f"in a row (last: {reply})",
+                            hint="check the sending account, SPF/DKIM and the provider's "
+                            "dashboard before resuming",
+                        )
+                    )
+            else:
+                self._policy_streak = 0
+        elif item.attempts >= self.policy.max_attempts or self._stopping:
+            self._emit(item, Status.DEFERRED, reply)
+        else:
+            task = asyncio.get_running_loop().create_task(self._retry_later(item, reply))
+            self._retries.add(task)
+            task.add_done_callback(self._retries.discard)
+
+    async def _retry_later(self, item: _Item, reply: Reply) -> None:
+        try:
+            await asyncio.sleep(self._backoff(item.attempts))
+        except asyncio.CancelledError:
+            self._emit(item, Status.DEFERRED, reply)  # the run stopped before the retry
+            return
+        await self._queue.put(item)
+
+    def _backoff(self, attempt: int) -> float:
+        base = self.policy.retry_base_delay * 2.0 ** (attempt - 1)
+        delay = min(self.policy.retry_max_delay, base)
+        jitter: float = random.uniform(0, delay / 2)
+        return delay / 2 + jitter  # "equal jitter"
+
+    def _emit(self, item: _Item, status: Status, reply: Reply) -> None:
+        message = item.message
+        self._results.put_nowait(
+            SendResult(
+                index=message.index,
+                email=message.recipient.email,
+                message_id=message.message_id,
+                status=status,
+                code=reply.code or None,
+                reply=reply.text,
+                attempts=item.attempts,
+            )
+        )
+        self._outstanding -= 1
+        self._maybe_done()
+
+    def _resolve_unsent(self) -> None:
+        self.unsent += 1
+        self._outstanding -= 1
+        self._maybe_done()
+
+    def _abort(self, exc: BaseException) -> None:
+        if self._fatal is None:
+            self._fatal = exc
+        self.stop()
+
+
+async def deliver(
+    transport: Transport,
+    messages: Iterable[Outgoing],
+    policy: DeliveryPolicy | None = None,
+    *,
+    before_send: BeforeSend | None = None,
+) -> AsyncIterator[SendResult]:
+    """Yield one result per recipient; raises ``DeliveryError`` if the run had to stop."""
+    async for result in Delivery(transport, messages, policy, before_send=before_send).run():
+        yield result

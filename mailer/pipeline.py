@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mailer.articles import load_articles
+from mailer.delivery import DeliveryPolicy
 from mailer.digest import build_digest
 from mailer.errors import InputError
 from mailer.messages import Composer, Envelope
@@ -23,6 +24,7 @@ from mailer.subscribers import (
     template_fields,
 )
 from mailer.tokens import make_token
+from mailer.transports.smtp import SMTPConfig
 
 
 @dataclass(frozen=True)
@@ -121,3 +123,43 @@ def prepare_digest(settings: Settings, options: DigestOptions) -> PreparedIssue:
     return PreparedIssue(
         digest=digest, rendered=rendered, composer=composer, list_path=list_path, campaign=campaign
     )
+
+
+def smtp_config(settings: Settings) -> SMTPConfig:
+    password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+    return SMTPConfig(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        security=settings.smtp_security,
+        username=settings.smtp_username,
+        password=password,
+        ca_file=settings.smtp_ca_file,
+        timeout=settings.smtp_timeout,
+        helo_name=settings.smtp_helo_name,
+        allow_plaintext=settings.smtp_insecure_allow_plaintext,
+        loopback=settings.smtp_is_loopback(),
+    )
+
+
+def delivery_policy(settings: Settings) -> DeliveryPolicy:
+    return DeliveryPolicy(
+        concurrency=settings.concurrency,
+        rate=settings.rate,
+        max_attempts=settings.max_attempts,
+        retry_base_delay=settings.retry_base_delay,
+        messages_per_connection=settings.messages_per_connection,
+        policy_halt_after=settings.policy_halt_after,
+    )
+
+
+def estimate_rows(path: Path) -> int:
+    """Data rows in a CSV list, by counting line breaks (for progress and ETA only)."""
+    lines = 0
+    last = b"\n"
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            lines += chunk.count(b"\n")
+            last = chunk[-1:]
+    if last != b"\n":
+        lines += 1
+    return max(0, lines - 1)

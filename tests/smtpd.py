@@ -1,0 +1,194 @@
+"""Real SMTP servers for tests: aiosmtpd in-process on 127.0.0.1, with recording and faults."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import socket
+import ssl
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from email import policy
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Received:
+    sender: str
+    recipients: list[str]
+    data: bytes
+
+    @property
+    def message(self) -> email.message.EmailMessage:
+        msg = email.message_from_bytes(self.data, policy=policy.default)
+        assert isinstance(msg, email.message.EmailMessage)
+        return msg
+
+    @property
+    def message_id(self) -> str:
+        return str(self.message["Message-ID"])
+
+
+@dataclass
+class Recorder:
+    """An aiosmtpd handler that records every accepted message and can inject faults.
+
+    Faults, each keyed by recipient address:
+    - ``refuse``: answer RCPT with this reply (e.g. ``550 5.1.1 no such user``) every time;
+    - ``tempfail_once``: answer RCPT with 451 the first time only;
+    - ``drop_after_data_once``: hang up after the final dot, before replying (first time);
+    - ``drop_at_data_once``: hang up at the DATA command (before any content), first time;
+    - ``stall_once``: sleep this long after the final dot before replying (first time).
+    """
+
+    received: list[Received] = field(default_factory=list)
+    refuse: dict[str, str] = field(default_factory=dict)
+    tempfail_once: set[str] = field(default_factory=set)
+    drop_after_data_once: set[str] = field(default_factory=set)
+    drop_at_data_once: set[str] = field(default_factory=set)
+    stall_once: dict[str, float] = field(default_factory=dict)
+    rcpt_attempts: Counter[str] = field(default_factory=Counter)
+    auth_attempts: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        with self.lock:
+            self.rcpt_attempts[address] += 1
+            if address in self.refuse:
+                return self.refuse[address]
+            if address in self.tempfail_once:
+                self.tempfail_once.discard(address)
+                return "451 4.3.0 try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Any, envelope: Any) -> str:
+        rcpt = envelope.rcpt_tos[0]
+        if rcpt in self.drop_after_data_once:
+            self.drop_after_data_once.discard(rcpt)
+            server.transport.close()
+            return "250 never seen"
+        if rcpt in self.stall_once:
+            delay = self.stall_once.pop(rcpt)
+            await asyncio.sleep(delay)
+            return "451 4.4.2 too late"
+        with self.lock:
+            self.received.append(
+                Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
+            )
+        return "250 2.0.0 queued"
+
+    def by_recipient(self) -> Counter[str]:
+        return Counter(r for msg in self.received for r in msg.recipients)
+
+
+class _FaultySMTP(SMTP):
+    """Answers 421 to the first ``busy`` connections, and can hang up at DATA."""
+
+    def __init__(self, handler: Recorder, *, busy: list[int], **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._busy = busy
+        self._recorder = handler
+
+    async def _handle_client(self) -> None:
+        if self._busy[0] > 0:
+            self._busy[0] -= 1
+            await self.push("421 4.3.2 too busy, try later")
+            self.transport.close()
+            return
+        await super()._handle_client()
+
+    async def smtp_DATA(self, arg: str) -> None:
+        envelope = self.envelope
+        if envelope is not None and envelope.rcpt_tos:
+            rcpt = envelope.rcpt_tos[0]
+            if rcpt in self._recorder.drop_at_data_once:
+                self._recorder.drop_at_data_once.discard(rcpt)
+                self.transport.close()
+                return
+        await super().smtp_DATA(arg)
+
+
+class _Controller(Controller):
+    def __init__(self, handler: Recorder, *, busy: int = 0, **kwargs: Any) -> None:
+        self._busy = [busy]
+        super().__init__(handler, **kwargs)
+
+    def factory(self) -> SMTP:
+        return _FaultySMTP(self.handler, busy=self._busy, **self.SMTP_kwargs)
+
+
+@dataclass
+class Server:
+    host: str
+    port: int
+    recorder: Recorder
+
+    def env(self, **extra: str) -> dict[str, str]:
+        values = {
+            "MAILER_SMTP_HOST": self.host,
+            "MAILER_SMTP_PORT": str(self.port),
+            "MAILER_SMTP_SECURITY": "none",
+            "MAILER_SMTP_TIMEOUT": "5",
+            "MAILER_SECRET_KEY": "test-secret-key-0123456789",
+            "MAILER_RETRY_BASE_DELAY": "0.02",
+        }
+        values.update(extra)
+        return values
+
+
+@contextmanager
+def smtp_server(
+    recorder: Recorder | None = None,
+    *,
+    busy: int = 0,
+    tls_context: ssl.SSLContext | None = None,
+    users: dict[str, str] | None = None,
+) -> Iterator[Server]:
+    """Start aiosmtpd on 127.0.0.1; with ``tls_context`` it offers STARTTLS (required for
+    AUTH); with ``users`` it requires AUTH."""
+    recorder = recorder or Recorder()
+    kwargs: dict[str, Any] = {"ident": "mailer-test"}
+    if tls_context is not None:
+        kwargs.update(tls_context=tls_context, require_starttls=False)
+    if users is not None:
+
+        def authenticator(
+            server: SMTP, session: Any, envelope: Any, mechanism: str, auth_data: Any
+        ) -> AuthResult:
+            assert isinstance(auth_data, LoginPassword)
+            login = auth_data.login.decode()
+            recorder.auth_attempts.append(login)
+            ok = users.get(login) == auth_data.password.decode()
+            return AuthResult(success=ok, handled=False)
+
+        kwargs.update(
+            authenticator=authenticator,
+            auth_required=True,
+            auth_require_tls=tls_context is not None,
+        )
+    port = free_port()
+    controller = _Controller(recorder, busy=busy, hostname="127.0.0.1", port=port, **kwargs)
+    controller.start()
+    try:
+        yield Server("127.0.0.1", port, recorder)
+    finally:
+        controller.stop()
+
+
+ServerFactory = Callable[..., Any]
