@@ -149,11 +149,16 @@ class SMTPChannel:
             raise ChannelBroken(Reply(0, f"connection lost ({self._config.where})")) from None
 
     async def close(self) -> None:
-        if self._client.is_connected:
-            try:
-                await asyncio.wait_for(self._client.quit(), timeout=5)
-            except (SMTPException, OSError, TimeoutError):
-                self._client.close()
+        if not self._client.is_connected:
+            self._client.close()
+            return
+        try:
+            await asyncio.wait_for(self._client.quit(), timeout=5)
+        except (SMTPException, OSError, TimeoutError):
+            self._client.close()
+        except BaseException:
+            self._client.close()  # cancelled mid-QUIT: still release the socket
+            raise
 
 
 class SMTPTransport:
@@ -180,12 +185,15 @@ class SMTPTransport:
         return SMTPChannel(client, self.config)
 
     async def finish(self, *, complete: bool) -> None:
-        return None
+        await _settle_closes()
 
     async def probe(self) -> ServerInfo:
         """Connect, EHLO, upgrade TLS, authenticate, report, and QUIT without sending."""
-        client, info = await self._connect()
-        await SMTPChannel(client, self.config).close()
+        try:
+            client, info = await self._connect()
+            await SMTPChannel(client, self.config).close()
+        finally:
+            await _settle_closes()
         return info
 
     async def _connect(self) -> tuple[aiosmtplib.SMTP, ServerInfo]:
@@ -266,6 +274,13 @@ class SMTPTransport:
         )
         self.last_info = info
         return client, info
+
+
+async def _settle_closes() -> None:
+    """Let the loop run the connection_lost callbacks of sockets just closed, so that
+    nothing is left half-closed if the caller's event loop ends right after."""
+    for _ in range(3):
+        await asyncio.sleep(0)
 
 
 def _reason(exc: BaseException) -> str:
