@@ -135,8 +135,8 @@ def print_summary(report: Report, console: Console) -> None:
         table.add_row("not attempted", str(report.unsent))
     done = sum(report.counts.values())
     rate = done / report.elapsed if report.elapsed > 0 else 0.0
-    table.caption = f"{done} recipients in {report.elapsed:.1f} s ({rate:.0f} msg/s)"
     console.print(table)
+    print(f"{done} recipients in {report.elapsed:.1f} s ({rate:.0f} msg/s)", flush=True)
     for result in report.failures[:10]:
         console.print(
             f"  {result.status.value}: {result.email}: {result.code or ''} {result.reply}"
