@@ -140,13 +140,17 @@ class Delivery:
         self._results.put_nowait(None)
 
     async def _feed(self) -> None:
-        for message in self._messages:
-            if self._stopping:
-                break
-            self._outstanding += 1
-            await self._queue.put(_Item(message))
-        self._exhausted = True
-        self._maybe_done()
+        try:
+            for message in self._messages:
+                if self._stopping:
+                    break
+                self._outstanding += 1
+                await self._queue.put(_Item(message))
+        except Exception as exc:  # a bad row or template error while composing: stop cleanly
+            self._abort(exc)
+        finally:
+            self._exhausted = True
+            self._maybe_done()
 
     def _maybe_done(self) -> None:
         """When every message is resolved, tell each worker to exit."""
