@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import itertools
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -32,6 +33,9 @@ DEFAULT_CLUTTER_PATTERNS: tuple[str, ...] = (
     r"(facebook|twitter|x|linkedin|whatsapp|reddit|email|print|copy link)"
     r"(\s*[|•·/,]\s*(facebook|twitter|x|linkedin|whatsapp|reddit|email|print|copy link))+$",
     r"follow us( on)?\b",
+    r"(menu|main menu|open menu|close|search|home|log ?in|sign ?in|sign ?up|register"
+    r"|toggle navigation|navigation|back to top|listen to this (article|story))$",
+    r"(story continues|continue reading|article continues)( below)?\.?$",
     r"(click here to )?subscribe (now|today|to our newsletter)\b",
     r"sign up for our( free)? newsletter\b",
     r"(skip to (main )?content|advertisement|sponsored( content)?|related (stories|articles)"
@@ -51,10 +55,19 @@ DEFAULT_CLUTTER_PATTERNS: tuple[str, ...] = (
 _HEADER_KEYS = {"title", "date", "url", "author", "summary", "tags", "image"}
 _HEADER_RE = re.compile(r"^([A-Za-z][A-Za-z_-]*):\s*(.*)$")
 _NAV_RE = re.compile(r"\S\s+[|•·»]\s+\S")
-_BYLINE_RE = re.compile(r"^(by|written by|posted by)\s+\S", re.IGNORECASE)
+_NAV_SPLIT_RE = re.compile(r"\s+[|•·»>/]\s+")
+# "By Priya Nair", "By Kim Ames, Environment reporter", "BY JO BELL | 5 May": a name, not
+# "By 2030, the town..." or "By the way...".
+_BYLINE_RE = re.compile(
+    r"(?i:by|written by|posted by|words by)\s+"
+    r"((?:[A-Z][\w.'’-]*)(?:\s+(?:[A-Z][\w.'’-]*|de|van|von|der|da|di|le|la|and|&))*)"
+    r"\s*(?:$|[,|•·–—(-].{0,80}$)"
+)
+# "Published 19 November 2026", "Updated: Nov. 20, 2026 at 10:15 am GMT", "2026-11-20".
 _DATELINE_RE = re.compile(
-    r"^(published|updated|posted)?\s*:?\s*(\d{4}-\d{2}-\d{2}|\w+ \d{1,2}, \d{4}|\d{1,2} \w+ \d{4})"
-    r"([ T,]+[\d:apm. ]+)?$",
+    r"^(?:(?:last )?(?:published|updated|posted)(?: on)?\s*:?\s*)?(?:[a-z]+day,?\s+)?"
+    r"(\d{4}-\d{2}-\d{2}|[a-z]+\.? \d{1,2},? \d{4}|\d{1,2} [a-z]+\.? \d{4})"
+    r"(?:\s*(?:at|,|T|·|\||-)?\s*\d{1,2}[:.]\d{2}(?:\s*[ap]\.?m\.?)?(?:\s*[a-z]{2,5})?)?\s*$",
     re.IGNORECASE,
 )
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -166,14 +179,17 @@ def _load_markdown(path: Path, text: str, base_url: str | None) -> Article:
 
 
 def _first_markdown_paragraph(body: str) -> str:
+    """The text of the first paragraph that has any (a lone image is not a summary)."""
     for token_index, token in enumerate(tokens := _MD.parse(body)):
         if token.type == "paragraph_open":
             inline = tokens[token_index + 1]
             children = inline.children or []
-            return "".join(
+            text = "".join(
                 c.content if c.type in ("text", "code_inline") else " " if "break" in c.type else ""
                 for c in children
             ).strip()
+            if text:
+                return text
     return ""
 
 
@@ -194,20 +210,31 @@ def _load_txt(
         key, value = match.group(1).lower(), match.group(2).strip()
         meta[key] = [t.strip() for t in value.split(",") if t.strip()] if key == "tags" else value
         start += 1
-    blocks = _blocks(lines[start:])
-    blocks = [b for b in blocks if not _is_clutter(b[0], clutter)]
-    blocks = [[ln for ln in b if not _is_clutter(ln, clutter)] for b in blocks]
-    blocks = [b for b in blocks if b]
+    items = [
+        item
+        for block in _blocks(lines[start:])
+        for item in _split_block(block, clutter)
+        if not (len(item) == 1 and _is_nav(item[0]))
+    ]
 
-    headline_at: int | None = None
-    if "title" not in meta:
-        for i, block in enumerate(blocks):
-            if _looks_like_headline(block):
-                headline_at = i
-                meta["title"] = block[0]
+    if "title" in meta:
+        # A page copied whole repeats its headline under the header: the story starts there.
+        wanted = " ".join(str(meta["title"]).split()).casefold()
+        for i, item in enumerate(items):
+            if len(item) == 1 and item[0].casefold() == wanted:
+                items = items[i + 1 :]
                 break
-    story = blocks[headline_at + 1 :] if headline_at is not None else blocks
-    story = [b for b in story if not _is_byline_or_dateline(b)]
+    else:
+        headline_at = _find_headline(items)
+        if headline_at is not None:
+            meta["title"] = items[headline_at][0]
+            items = items[headline_at + 1 :]
+    story = []
+    for item in items:
+        if len(item) == 1 and _is_byline_or_dateline(item[0]):
+            _byline_facts(item[0], meta)
+        else:
+            story.append(item)
     paragraphs = [" ".join(line.strip() for line in b) for b in story]
     first_para = paragraphs[0] if paragraphs else ""
     body_html = "".join(f"<p>{html.escape(p, quote=False)}</p>\n" for p in paragraphs)
@@ -237,8 +264,82 @@ def _blocks(lines: Sequence[str]) -> list[list[str]]:
     return blocks
 
 
+def _split_block(block: list[str], clutter: Sequence[re.Pattern[str]]) -> list[list[str]]:
+    """Split a block (lines between blank lines) into items, without clutter.
+
+    A hard-wrapped paragraph stays whole, and is dropped whole when its first line is clutter.
+    Text copied from a page without blank lines has one item per line (banner, headline,
+    byline, share buttons...). When a block holds such lines, every clutter, navigation,
+    byline or dateline line is an item of its own, and the other lines join only where a line
+    was wrapped (the next word would not have fitted on it).
+    """
+    wrapped = _is_wrapped(block)
+    if _is_clutter(block[0], clutter) and (len(block) == 1 or wrapped):
+        return []
+    markers = [
+        _is_clutter(ln, clutter) or _is_nav(ln) or _is_byline_or_dateline(ln) for ln in block
+    ]
+    if not any(markers):
+        # Prose, perhaps raggedly wrapped: whole, except a headline line standing on top.
+        if len(block) > 1 and not wrapped and _looks_like_headline(block[:1]):
+            return [block[:1], block[1:]]
+        return [block]
+    if wrapped and not any(markers[1:]):
+        return [block]
+    width = max(
+        (len(ln) for ln, marker in zip(block, markers, strict=True) if not marker), default=0
+    )
+    items: list[list[str]] = []
+    current: list[str] = []
+    for i, line in enumerate(block):
+        if markers[i]:
+            if current:
+                items.append(current)
+                current = []
+            if not _is_clutter(line, clutter):
+                items.append([line])
+            continue
+        current.append(line)
+        following = block[i + 1] if i + 1 < len(block) else ""
+        if not following or markers[i + 1] or not _is_full(line, following, width):
+            items.append(current)
+            current = []
+    return items
+
+
+def _is_full(line: str, following: str, width: int) -> bool:
+    """Whether ``line`` was wrapped: the next line's first word would not have fitted on it."""
+    return len(line) + 1 + len(following.split()[0]) > width
+
+
+def _is_wrapped(block: Sequence[str]) -> bool:
+    width = max(len(ln) for ln in block)
+    return len(block) > 1 and all(
+        _is_full(line, following, width) for line, following in itertools.pairwise(block)
+    )
+
+
 def _is_clutter(line: str, clutter: Sequence[re.Pattern[str]]) -> bool:
     return any(p.match(line) for p in clutter)
+
+
+def _is_nav(line: str) -> bool:
+    """``Home | News | Sport``: short items between separators."""
+    if not _NAV_RE.search(line) or line.endswith("."):
+        return False
+    return all(len(part.split()) <= 4 for part in _NAV_SPLIT_RE.split(line))
+
+
+def _find_headline(items: Sequence[Sequence[str]]) -> int | None:
+    """The first headline-like item; an all-capitals one (often the site's name) only when no
+    ordinary headline follows close after it."""
+    candidates = [i for i, item in enumerate(items) if _looks_like_headline(item)]
+    for n, i in enumerate(candidates):
+        line = items[i][0]
+        if line.isupper() and any(j - i <= 3 for j in candidates[n + 1 :]):
+            continue
+        return i
+    return None
 
 
 def _looks_like_headline(block: Sequence[str]) -> bool:
@@ -248,15 +349,30 @@ def _looks_like_headline(block: Sequence[str]) -> bool:
     line = block[0]
     if not (2 <= len(line) <= MAX_TITLE_CHARS) or len(line.split()) > 30:
         return False
-    if line.endswith((".", ":", ";", ",")) and not line.endswith("..."):
+    if len(line.split()) < 2 and len(line) < 16:  # "Menu", "Search": page furniture
         return False
-    if _NAV_RE.search(line) or _is_byline_or_dateline(block):
+    bare = line.rstrip("\"'”’»)]")
+    if bare.endswith((".", ":", ";", ",")) and not bare.endswith("..."):
+        return False
+    if _is_nav(line) or _is_byline_or_dateline(line):
         return False
     return bool(re.search(r"[^\W\d_]", line))
 
 
-def _is_byline_or_dateline(block: Sequence[str]) -> bool:
-    return len(block) == 1 and bool(_BYLINE_RE.match(block[0]) or _DATELINE_RE.match(block[0]))
+def _is_byline_or_dateline(line: str) -> bool:
+    return bool(_BYLINE_RE.match(line) or _DATELINE_RE.match(line))
+
+
+def _byline_facts(line: str, meta: dict[str, Any]) -> None:
+    """A byline gives the author and a dateline the date, unless the header gave them."""
+    byline = _BYLINE_RE.match(line)
+    if byline and not meta.get("author"):
+        meta["author"] = byline.group(1)
+    dateline = _DATELINE_RE.match(line)
+    if dateline and not meta.get("date"):
+        day = _parse_date_text(dateline.group(1))
+        if day is not None:
+            meta["date"] = day
 
 
 # --- Common ------------------------------------------------------------------------------
@@ -330,16 +446,24 @@ def _date_field(path: Path, value: Any) -> tuple[dt.date, bool]:
     if isinstance(value, dt.date):
         return value, False
     text = str(value).strip()
+    day = _parse_date_text(text)
+    if day is None:
+        raise InputError(f"{path}: date {text!r} is not a date (use YYYY-MM-DD)")
+    return day, False
+
+
+def _parse_date_text(text: str) -> dt.date | None:
     try:
-        return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).date(), False
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).date()
     except ValueError:
         pass
-    for fmt in ("%B %d, %Y", "%b %d, %Y", "%d %B %Y", "%d %b %Y"):
+    text = text.replace(".", "")  # "Nov. 20, 2026"
+    for fmt in ("%B %d, %Y", "%b %d, %Y", "%B %d %Y", "%b %d %Y", "%d %B %Y", "%d %b %Y"):
         try:
-            return dt.datetime.strptime(text, fmt).date(), False
+            return dt.datetime.strptime(text, fmt).date()
         except ValueError:
             continue
-    raise InputError(f"{path}: date {text!r} is not a date (use YYYY-MM-DD)")
+    return None
 
 
 def _check_url(path: Path, key: str, url: str) -> None:

@@ -24,6 +24,8 @@ from mailer.errors import HeaderError
 from mailer.models import Outgoing, Recipient, Rendered, Spliced
 
 MAX_LINE = 998
+# "To: " + quoted name + " <" + a 254-octet address + ">" stays under MAX_LINE.
+_MAX_PLAIN_PHRASE = 700
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
 _ENCODED_WORD_RE = re.compile(r"=\?[^?\s]+\?[QqBb]\?[^?\s]*\?=")
 _ATOM_SAFE_RE = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~ ]*")
@@ -52,27 +54,53 @@ def check_header_value(field: str, value: str) -> str:
 
 
 def encode_phrase(text: str) -> str:
-    """A display name as an RFC 5322 phrase: atom, quoted string, or RFC 2047 encoded words."""
+    """A display name as an RFC 5322 phrase: atom, quoted string, or RFC 2047 encoded words.
+
+    A very long ASCII name becomes encoded words too: a quoted string cannot be folded, and
+    no header line may exceed 998 octets.
+    """
     if text.isascii() and not _ENCODED_WORD_RE.search(text):
         if _ATOM_SAFE_RE.fullmatch(text) and not text.startswith(" "):
-            return text
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            plain = text
+        else:
+            plain = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if len(plain) <= _MAX_PLAIN_PHRASE:
+            return plain
     return Header(text, "utf-8").encode(linesep="\r\n")
 
 
 def format_address(name: str, address: str, *, field: str = "address") -> str:
     check_header_value(field, name)
     check_header_value(field, address)
+    address = ascii_domain_address(address)
     return f"{encode_phrase(name)} <{address}>" if name else address
 
 
+def ascii_domain_address(address: str) -> str:
+    """``news@bücher.example`` → ``news@xn--bcher-kva.example``: an internationalised domain
+    in its ASCII (IDNA) form, so headers stay ASCII whenever the local part is."""
+    local, at, domain = address.rpartition("@")
+    return f"{local}{at}{ascii_domain(domain)}"
+
+
+def ascii_domain(domain: str) -> str:
+    if domain.isascii():
+        return domain
+    try:
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return domain
+
+
 def encode_header(name: str, value: str) -> str:
-    """``Name: value`` folded below 78 characters where possible; RFC 2047 when non-ASCII."""
+    """``Name: value`` folded below 78 characters where possible; RFC 2047 when non-ASCII, or
+    when an ASCII value has a word too long to fold under 998 octets."""
     check_header_value(name, value)
     if value.isascii() and not _ENCODED_WORD_RE.search(value):
         encoded = Header(value, "us-ascii", header_name=name).encode(linesep="\r\n")
-    else:
-        encoded = Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
+        if max(len(line) for line in encoded.split("\r\n")) + len(name) + 2 <= MAX_LINE:
+            return f"{name}: {encoded}"
+    encoded = Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
     return f"{name}: {encoded}"
 
 
@@ -131,7 +159,7 @@ class Composer:
         base = envelope.unsubscribe_url
         self._unsubscribe_prefix = base + ("&" if "?" in base else "?") + "token="
         self._name_fallback = name_fallback
-        self._domain = envelope.from_address.rpartition("@")[2]
+        self._domain = ascii_domain(envelope.from_address.rpartition("@")[2])
         self._mid_key = hashlib.sha256(f"mailer-mid\x00{campaign_key}".encode()).digest()[:16]
         self._mid_prefix = hashlib.sha256(campaign_key.encode()).hexdigest()[:10]
         boundary = "=_mailer_" + secrets.token_hex(12)
@@ -143,7 +171,8 @@ class Composer:
             "Date: " + email.utils.format_datetime(when),
             "MIME-Version: 1.0",
             f'Content-Type: multipart/alternative; boundary="{boundary}"',
-            "List-Id: " + format_address(envelope.from_name, envelope.list_id, field="List-Id"),
+            "List-Id: "
+            + format_address(envelope.from_name, ascii_domain(envelope.list_id), field="List-Id"),
         ]
         if envelope.reply_to:
             headers.append("Reply-To: " + format_address("", envelope.reply_to, field="Reply-To"))
@@ -151,7 +180,8 @@ class Composer:
             headers.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click")
         for name, value in envelope.extra_headers:
             headers.append(encode_header(name, value))
-        self._static_head = ("\r\n".join(headers) + "\r\n").encode("ascii")
+        # UTF-8, not ASCII: an address with a non-ASCII local part (SMTPUTF8) stays as it is.
+        self._static_head = ("\r\n".join(headers) + "\r\n").encode("utf-8")
         part = (
             '--{b}\r\nContent-Type: text/{kind}; charset="utf-8"\r\n'
             "Content-Transfer-Encoding: quoted-printable\r\n\r\n"

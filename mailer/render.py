@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
+import secrets
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +18,16 @@ from mailer.digest import human_date
 from mailer.errors import TemplateError
 from mailer.models import Digest, Rendered, Spliced
 
-_HOLE = "%%MAILER_{}%%"
-_HOLE_RE = re.compile(r"%%MAILER_(\d+)%%")
-_ANY_HOLE_RE = re.compile(r"%%MAILER_")
+_MARKER = "mAILER"
+_ANY_HOLE_RE = re.compile("%%" + _MARKER + r"[0-9a-f]{10}_\d+%%")
+_PERSONAL_ONLY_PRINTED = (
+    "personal fields (subscriber.*) can only be printed, not used in conditions or "
+    "filters; the name already falls back to MAILER_NAME_FALLBACK when empty"
+)
+
+# Filters and tests that print a personal field as it is, or only ask whether it exists.
+_PRINTING_FILTERS = frozenset({"e", "escape", "forceescape", "safe", "string", "default", "d"})
+_PRINTING_TESTS = frozenset({"defined", "undefined", "none", "string"})
 
 # Fields every recipient has; extra CSV columns are added after these.
 BASE_FIELDS = ("email", "name", "unsubscribe_url")
@@ -46,20 +55,76 @@ def make_environment(override_dir: Path | None = None) -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     env.filters["human_date"] = human_date
+    # A filter or test given a personal field would run on its hole, not on the value, and
+    # many (``replace``, ``wordwrap``, ``is upper``...) would silently do nothing.
+    registries: list[tuple[dict[str, Any], frozenset[str]]] = [
+        (env.filters, _PRINTING_FILTERS),
+        (env.tests, _PRINTING_TESTS),
+    ]
+    for registry, printing in registries:
+        for name, func in list(registry.items()):
+            if name not in printing:
+                registry[name] = _refuse_personal(func)
     return env
 
 
+def _refuse_personal(func: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(func)  # keeps jinja's pass_context/pass_eval_context marks
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        for value in (*args, *kwargs.values()):
+            if isinstance(value, str) and _ANY_HOLE_RE.search(value):
+                raise TemplateError(_PERSONAL_ONLY_PRINTED)
+        return func(*args, **kwargs)
+
+    return guarded
+
+
 class _Personal(str):
-    """A hole for one recipient's value. It can be printed, never tested: the template is
-    rendered once per issue, so a condition on a personal field cannot be honoured."""
+    """A hole for one recipient's value. It can be printed, never tested or transformed: the
+    template is rendered once per issue, so ``{% if subscriber.name %}`` or
+    ``subscriber.name | upper`` cannot be honoured per recipient, and must not pass silently."""
 
     __slots__ = ()
+    __hash__ = str.__hash__
 
     def __bool__(self) -> bool:
-        raise TemplateError(
-            "personal fields (subscriber.*) can only be printed, not used in conditions or "
-            "filters; the name already falls back to MAILER_NAME_FALLBACK when empty"
-        )
+        raise TemplateError(_PERSONAL_ONLY_PRINTED)
+
+
+def _refuse(self: _Personal, *args: object, **kwargs: object) -> Any:
+    raise TemplateError(_PERSONAL_ONLY_PRINTED)
+
+
+# Every str method and the operators that filters and tests use (``upper``, ``length``,
+# ``==``, slicing...) refuse; printing (``str()``, escaping, joining) still works.
+for _name in (
+    *(n for n in dir(str) if not n.startswith("_") and n != "maketrans"),
+    "__len__",
+    "__getitem__",
+    "__iter__",
+    "__contains__",
+    "__mul__",
+    "__rmul__",
+    "__mod__",
+    "__eq__",
+    "__ne__",
+    "__lt__",
+    "__le__",
+    "__gt__",
+    "__ge__",
+):
+    setattr(_Personal, _name, _refuse)
+
+
+class _Holes:
+    """The markers of one render. Random per render, so article text cannot forge a hole;
+    mixed case, so a case filter applied around a hole is caught rather than ignored."""
+
+    def __init__(self) -> None:
+        marker = _MARKER + secrets.token_hex(5)
+        self.template = "%%" + marker + "_{}%%"
+        self.split_re = re.compile("%%" + marker + r"_(\d+)%%")
+        self.any_re = re.compile(re.escape(marker), re.IGNORECASE)
 
 
 class _PersonalFields:
@@ -93,12 +158,16 @@ def render_template_pair(
     context: Mapping[str, Any],
 ) -> tuple[Spliced, Spliced]:
     """Render ``<stem>.html.j2`` (then inline CSS) and ``<stem>.txt.j2`` with holes."""
-    holes = _PersonalFields({f: _Personal(_HOLE.format(i)) for i, f in enumerate(fields)})
+    marks = _Holes()
+    holes = _PersonalFields({f: _Personal(marks.template.format(i)) for i, f in enumerate(fields)})
     ctx = {**context, "subscriber": holes, "recipient": holes}
     html = _render(env, f"{stem}.html.j2", ctx)
     html = inline_css(html, name=f"{stem}.html.j2")
     text = _render(env, f"{stem}.txt.j2", ctx)
-    return _split(html, fields, f"{stem}.html.j2"), _split(text, fields, f"{stem}.txt.j2")
+    return (
+        _split(html, fields, f"{stem}.html.j2", marks),
+        _split(text, fields, f"{stem}.txt.j2", marks),
+    )
 
 
 def render_digest(
@@ -165,11 +234,11 @@ def inline_css(html: str, *, name: str = "template") -> str:
     return result
 
 
-def _split(document: str, fields: Sequence[str], name: str) -> Spliced:
-    parts = _HOLE_RE.split(document)
+def _split(document: str, fields: Sequence[str], name: str, marks: _Holes) -> Spliced:
+    parts = marks.split_re.split(document)
     literals = tuple(parts[0::2])
     slots = tuple(fields[int(i)] for i in parts[1::2])
-    if any(_ANY_HOLE_RE.search(lit) for lit in literals):
+    if any(marks.any_re.search(lit) for lit in literals):
         raise TemplateError(
             f"template {name}: a personal field was changed by a filter; print it as it is"
         )

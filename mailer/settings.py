@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from mailer.errors import ConfigError
 
@@ -117,6 +117,13 @@ class Settings(BaseSettings):
             raise ValueError("must not contain control characters or line breaks")
         return value
 
+    @field_validator("secret_key")
+    @classmethod
+    def _secret(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("must not be empty (it signs the unsubscribe links)")
+        return value
+
     @field_validator("clutter_patterns")
     @classmethod
     def _regexes(cls, value: list[str]) -> list[str]:
@@ -172,6 +179,16 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**given)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc)) from None
+    except SettingsError as exc:
+        # A list setting (MAILER_CLUTTER_PATTERNS) that is not JSON; the value is not echoed.
+        match = re.search(r'field "(\w+)"', str(exc))
+        env = _env_name(match.group(1)) if match else "MAILER_*"
+        raise ConfigError(
+            f"setting {env}: not a valid JSON list",
+            hint=f"""write it as JSON, e.g. {env}='["^Advertisement$", "^Listen now"]'""",
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(".env: not valid UTF-8 text (save the file as UTF-8)") from None
 
 
 def describe_validation_error(exc: ValidationError) -> str:
@@ -179,12 +196,15 @@ def describe_validation_error(exc: ValidationError) -> str:
     errors = exc.errors(include_input=False, include_url=False)
     first = errors[0]
     field = str(first["loc"][0]) if first["loc"] else "?"
-    if field in ("MAILER_FROM", "from_address"):
-        env = "MAILER_FROM"
-    elif field in ("MAILER_REPLY_TO", "reply_to"):
-        env = "MAILER_REPLY_TO"
-    else:
-        env = "MAILER_" + field.upper()
+    env = _env_name(field)
     message = str(first["msg"]).removeprefix("Value error, ")
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return f"setting {env}: {message}{more}"
+
+
+def _env_name(field: str) -> str:
+    if field in ("MAILER_FROM", "from_address"):
+        return "MAILER_FROM"
+    if field in ("MAILER_REPLY_TO", "reply_to"):
+        return "MAILER_REPLY_TO"
+    return field.upper() if field.upper().startswith("MAILER_") else "MAILER_" + field.upper()
