@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import functools
 import itertools
-import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated, ParamSpec, TypeVar
+from typing import Annotated
 
 import typer
 
+from mailer.cli_common import err, reports_errors
+from mailer.cli_lists import register as register_lists
+from mailer.cli_status import register as register_status
 from mailer.delivery import Delivery, DeliveryPolicy, deliver
-from mailer.errors import EXIT_INCOMPLETE, EXIT_USAGE, DeliveryError, InputError, MailerError
-from mailer.models import SendResult, Status
+from mailer.errors import EXIT_INCOMPLETE, EXIT_USAGE, DeliveryError, InputError
+from mailer.ledger import is_hard_bounce
+from mailer.models import Recipient, SendResult, Status
 from mailer.pipeline import (
     DigestOptions,
     PreparedIssue,
@@ -28,6 +30,7 @@ from mailer.pipeline import (
 from mailer.progress import run_with_progress
 from mailer.settings import load_settings
 from mailer.subscribers import RowProblem
+from mailer.suppression import Reason, Suppression
 from mailer.transports.base import ChannelBroken
 from mailer.transports.files import FilesTransport
 from mailer.transports.smtp import SMTPTransport
@@ -52,37 +55,13 @@ def _root() -> None:
     """
 
 
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def _err(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
-def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Turn a ``MailerError`` into one ``Error:`` line and its exit code; never a traceback."""
-
-    @functools.wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return func(*args, **kwargs)
-        except MailerError as exc:
-            _err(f"Error: {exc.message}")
-            if exc.hint:
-                _err(f"Hint: {exc.hint}")
-            raise typer.Exit(exc.exit_code) from None
-
-    return wrapper
-
-
 def _parse_date(value: str | None) -> dt.date:
     if value is None:
         return dt.date.today()
     try:
         return dt.date.fromisoformat(value)
     except ValueError:
-        _err(f"Error: --date: {value!r} is not a date (use YYYY-MM-DD)")
+        err(f"Error: --date: {value!r} is not a date (use YYYY-MM-DD)")
         raise typer.Exit(EXIT_USAGE) from None
 
 
@@ -141,23 +120,34 @@ def digest(
         settings.require_real_secret()
         transport = SMTPTransport(smtp_config(settings))
         prepared = prepare_digest(settings, options)
-        code = _send(prepared, transport, delivery_policy(settings), strict=strict, limit=limit)
+        code = _send(
+            prepared,
+            transport,
+            delivery_policy(settings),
+            strict=strict,
+            limit=limit,
+            lists_dir=settings.lists_dir,
+        )
         raise typer.Exit(code)
     prepared = prepare_digest(settings, options)
     folder = settings.previews_dir / f"digest-{issue_date.isoformat()}"
-    _write_previews(prepared, folder, strict=strict, limit=limit)
+    _write_previews(prepared, folder, strict=strict, limit=limit, lists_dir=settings.lists_dir)
 
 
 def _write_previews(
-    prepared: PreparedIssue, folder: Path, *, strict: bool, limit: int | None
+    prepared: PreparedIssue, folder: Path, *, strict: bool, limit: int | None, lists_dir: Path
 ) -> None:
     problems: list[RowProblem] = []
 
     def warn(problem: RowProblem) -> None:
         problems.append(problem)
-        _err(f"warning: skipped {problem}")
+        err(f"warning: skipped {problem}")
 
-    recipients = prepared.recipients(strict=strict, on_problem=warn)
+    suppressed = Suppression.for_lists_dir(lists_dir)
+    skipped: list[Recipient] = []
+    recipients = prepared.recipients(
+        strict=strict, on_problem=warn, skip=suppressed.is_suppressed, on_skip=skipped.append
+    )
     if limit is not None:
         recipients = itertools.islice(recipients, limit)
     first = next(recipients, None)
@@ -178,6 +168,8 @@ def _write_previews(
     print(f"Open {folder / 'digest.html'} in a browser, or any .eml file in a mail client.")
     if problems:
         print(f"Skipped {len(problems)} invalid row{'s' if len(problems) != 1 else ''}.")
+    if skipped:
+        print(f"Skipped {len(skipped)} suppressed address{'es' if len(skipped) != 1 else ''}.")
     if written != sum(counts.values()):
         raise typer.Exit(EXIT_INCOMPLETE)
 
@@ -189,14 +181,19 @@ def _send(
     *,
     strict: bool,
     limit: int | None,
+    lists_dir: Path,
 ) -> int:
     problems: list[RowProblem] = []
 
     def warn(problem: RowProblem) -> None:
         problems.append(problem)
-        _err(f"warning: skipped {problem}")
+        err(f"warning: skipped {problem}")
 
-    recipients = prepared.recipients(strict=strict, on_problem=warn)
+    suppressed = Suppression.for_lists_dir(lists_dir)
+    skipped: list[Recipient] = []
+    recipients = prepared.recipients(
+        strict=strict, on_problem=warn, skip=suppressed.is_suppressed, on_skip=skipped.append
+    )
     if limit is not None:
         recipients = itertools.islice(recipients, limit)
     messages = (
@@ -216,6 +213,13 @@ def _send(
     report = asyncio.run(run_with_progress(engine, total=total))
     if problems:
         print(f"Skipped {len(problems)} invalid list row{'s' if len(problems) != 1 else ''}.")
+    if skipped:
+        print(f"Skipped {len(skipped)} suppressed address{'es' if len(skipped) != 1 else ''}.")
+    bounced: Reason = "bounced"
+    bounces = [(r.email, bounced) for r in report.failures if is_hard_bounce(r.code, r.reply)]
+    if bounces:
+        added = suppressed.add_many(bounces, note="hard bounce (5.1.x) during delivery")
+        print(f"Added {added} hard-bounced address{'es' if added != 1 else ''} to suppression.")
     return report.exit_code
 
 
@@ -247,6 +251,10 @@ async def _count(results: AsyncIterator[SendResult]) -> Counter[Status]:
     async for result in results:
         counts[result.status] += 1
     return counts
+
+
+register_lists(app)
+register_status(app)
 
 
 def main() -> None:

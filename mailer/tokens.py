@@ -5,11 +5,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 
 from mailer.errors import TokenError
 
 _CONTEXT = b"mailer-unsubscribe-v1\x00"
 _MAX_TOKEN = 2048
+_MAC_BYTES = hashlib.sha256().digest_size
+# Unpadded URL-safe base64 only: the standard decoder skips stray characters, which would
+# let many different strings pass as one token.
+_B64_RE = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def _b64(data: bytes) -> str:
@@ -17,18 +22,34 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if not _B64_RE.fullmatch(text):
+        raise ValueError("not unpadded URL-safe base64")
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64(data) != text:  # unused low bits set: another spelling of the same bytes
+        raise ValueError("not canonical base64")
+    return data
+
+
+def _mac(secret: str, payload: bytes) -> bytes:
+    if not secret:
+        raise TokenError("no secret key: set MAILER_SECRET_KEY to sign unsubscribe tokens")
+    return hmac.new(secret.encode(), _CONTEXT + payload, hashlib.sha256).digest()
 
 
 def make_token(secret: str, list_name: str, email: str) -> str:
     """``<payload>.<mac>``: the payload names list and address so the token alone suffices."""
+    if "\n" in list_name:
+        raise ValueError("a list name cannot contain a line break")
     payload = f"{list_name}\n{email.lower()}".encode()
-    mac = hmac.new(secret.encode(), _CONTEXT + payload, hashlib.sha256).digest()
-    return f"{_b64(payload)}.{_b64(mac)}"
+    return f"{_b64(payload)}.{_b64(_mac(secret, payload))}"
 
 
 def verify_token(secret: str, token: str) -> tuple[str, str]:
-    """Return ``(list_name, email)`` for a genuine token; raise ``TokenError`` otherwise."""
+    """Return ``(list_name, email)`` for a genuine token; raise ``TokenError`` otherwise.
+
+    The MAC covers list and address, so a token cannot be forged, altered, or moved to
+    another address or list; the comparison takes constant time.
+    """
     token = token.strip()
     if len(token) > _MAX_TOKEN or token.count(".") != 1:
         raise TokenError("unsubscribe token is malformed")
@@ -38,11 +59,13 @@ def verify_token(secret: str, token: str) -> tuple[str, str]:
         mac = _unb64(mac_b64)
     except (ValueError, TypeError):
         raise TokenError("unsubscribe token is malformed") from None
-    expected = hmac.new(secret.encode(), _CONTEXT + payload, hashlib.sha256).digest()
-    if not hmac.compare_digest(mac, expected):
+    expected = _mac(secret, payload)
+    if len(mac) != _MAC_BYTES or not hmac.compare_digest(mac, expected):
         raise TokenError("unsubscribe token is not valid (forged, altered or for another key)")
     try:
         list_name, email = payload.decode("utf-8").split("\n")
     except (UnicodeDecodeError, ValueError):
         raise TokenError("unsubscribe token is malformed") from None
+    if not email:
+        raise TokenError("unsubscribe token is malformed")
     return list_name, email

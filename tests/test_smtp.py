@@ -341,3 +341,22 @@ def test_check_reports_capabilities_and_sends_nothing(
     assert server.recorder.received == []
     assert bad.exit_code == 3
     assert "authentication failed" in bad.output and "hunter2-wrong" not in bad.output
+
+
+def test_digest_skips_suppressed_and_suppresses_hard_bounces(big_list: Path) -> None:
+    (big_list.parent / "suppressed.csv").write_text(
+        "email,reason,date\nreader2@example.org,unsubscribed,2026-11-01\n", encoding="utf-8"
+    )
+    recorder = Recorder(refuse={"reader5@example.org": "550 5.1.1 no such user"})
+    with smtp_server(recorder) as server:
+        args = ["digest", "--send", "--date", "2026-11-27", "--list", "big", "--limit", "10"]
+        first = CliRunner().invoke(app, args, env=server.env())
+        assert first.exit_code == 1, first.output
+        assert "Skipped 1 suppressed address." in first.output
+        assert "Added 1 hard-bounced address to suppression." in first.output
+        assert "reader2@example.org" not in recorder.rcpt_attempts
+        second = CliRunner().invoke(app, args, env=server.env())
+    assert "Skipped 2 suppressed addresses." in second.output
+    assert recorder.rcpt_attempts["reader5@example.org"] == 1
+    suppressed = (big_list.parent / "suppressed.csv").read_text(encoding="utf-8")
+    assert "reader5@example.org,bounced" in suppressed

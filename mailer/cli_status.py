@@ -1,0 +1,246 @@
+"""The ``mailer status`` command: what the ledger knows about a campaign, for people and scripts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from mailer.cli_common import reports_errors
+from mailer.errors import MailerError
+from mailer.ledger import Campaign, DeliveryRow, Ledger, LedgerBusy, State
+from mailer.settings import load_settings
+
+# The order in which states are shown: outcomes first, then what is left to do.
+SHOWN: tuple[State, ...] = (
+    State.SENT,
+    State.DEFERRED,
+    State.FAILED,
+    State.UNKNOWN,
+    State.PENDING,
+    State.SENDING,
+)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``status`` command to the main app."""
+    app.command("status")(status)
+
+
+@reports_errors
+def status(
+    campaign: Annotated[
+        str | None, typer.Argument(help="Campaign name (default: the latest campaign).")
+    ] = None,
+    list_: Annotated[
+        State | None,
+        typer.Option(
+            "--list",
+            help="Print the addresses in this state, one per line (failed, deferred, unknown…).",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    all_: Annotated[
+        bool, typer.Option("--all", help="List every campaign with its counts.")
+    ] = False,
+    failures: Annotated[int, typer.Option(min=0, help="How many recent failures to show.")] = 10,
+    ledger: Annotated[
+        Path | None, typer.Option(help="Ledger file [MAILER_LEDGER].", show_default=False)
+    ] = None,
+) -> None:
+    """Show a campaign's counts per state and its recent failures with their SMTP replies.
+
+    Unknown rows are messages whose data went out but whose reply was never recorded (the
+    run died or the connection dropped after the final dot): a resume leaves them alone
+    unless given --resend-unknown.
+    """
+    if all_ and (campaign is not None or list_ is not None):
+        raise MailerError("--all lists every campaign; it takes no CAMPAIGN and no --list")
+    path = load_settings(ledger=ledger).ledger
+    if not path.is_file():
+        raise MailerError(
+            f"{path}: no ledger yet",
+            hint="a campaign is recorded when it is sent (`mailer digest --send`); "
+            "--ledger or MAILER_LEDGER names another file",
+        )
+    with _open(path) as book:
+        if all_:
+            _show_all(book, as_json=as_json)
+            return
+        chosen = _pick(book, campaign)
+        if list_ is not None:
+            _show_addresses(book, chosen, list_, as_json=as_json)
+        else:
+            _show_campaign(book, chosen, failures=failures, as_json=as_json)
+
+
+def _open(path: Path) -> Ledger:
+    """Open for writing when no send runs (so rows a dead run left ``sending`` are shown as
+    the ``unknown`` they are); during a send, read its live counts without the lock."""
+    try:
+        return Ledger.open(path)
+    except LedgerBusy:
+        return Ledger.open(path, readonly=True)
+
+
+def _pick(book: Ledger, name: str | None) -> Campaign:
+    if name is None:
+        latest = book.latest_campaign()
+        if latest is None:
+            raise MailerError(f"{book.path}: no campaign yet")
+        return latest
+    found = book.campaign(name)
+    if found is None:
+        raise MailerError(
+            f"no campaign named {name!r} in {book.path}",
+            hint="`mailer status --all` lists the campaigns",
+        )
+    return found
+
+
+def _show_all(book: Ledger, *, as_json: bool) -> None:
+    campaigns = book.campaigns()
+    if as_json:
+        payload = [
+            {**_campaign_json(each), "counts": _counts_json(book.counts(each))}
+            for each in campaigns
+        ]
+        print(json.dumps({"ledger": str(book.path), "campaigns": payload}, indent=2))
+        return
+    if not campaigns:
+        print(f"No campaign in {book.path} yet.")
+        return
+    width = max(len("CAMPAIGN"), *(len(each.name) for each in campaigns))
+    columns = "".join(f"{state.value:>10}" for state in SHOWN)
+    print(f"{'CAMPAIGN':<{width}}  {'KIND':<8}{'STARTED':<18}{'TOTAL':>8}{columns.upper()}")
+    for each in campaigns:
+        counts = book.counts(each)
+        numbers = "".join(f"{counts[state]:>10,}" for state in SHOWN)
+        print(
+            f"{each.name:<{width}}  {each.kind:<8}{_when(each.created_at):<18}"
+            f"{each.frozen_count:>8,}{numbers}"
+        )
+
+
+def _show_addresses(book: Ledger, campaign: Campaign, state: State, *, as_json: bool) -> None:
+    addresses = book.addresses(campaign, state)
+    if as_json:
+        document = {"campaign": campaign.name, "state": state.value, "addresses": list(addresses)}
+        print(json.dumps(document, indent=2))
+        return
+    for address in addresses:
+        print(address)
+
+
+def _show_campaign(book: Ledger, campaign: Campaign, *, failures: int, as_json: bool) -> None:
+    counts = book.counts(campaign)
+    recent = book.recent_failures(campaign, failures) if failures else []
+    hard = len(book.hard_bounces(campaign))
+    if as_json:
+        document = {
+            "ledger": str(book.path),
+            "live": book.readonly,
+            "campaign": _campaign_json(campaign),
+            "counts": _counts_json(counts),
+            "hard_bounces": hard,
+            "recent_failures": [_row_json(row) for row in recent],
+        }
+        print(json.dumps(document, indent=2))
+        return
+    for line in _describe(book, campaign, counts, recent, hard):
+        print(line)
+
+
+def _describe(
+    book: Ledger,
+    campaign: Campaign,
+    counts: dict[State, int],
+    recent: list[DeliveryRow],
+    hard: int,
+) -> Iterator[str]:
+    yield f"Campaign  {campaign.name} ({campaign.kind})"
+    if campaign.subject:
+        yield f"Subject   {campaign.subject}"
+    source = f"{campaign.list_path}, " if campaign.list_path else ""
+    yield (
+        f"Audience  {source}{_plural(campaign.frozen_count, 'recipient')}, "
+        f"frozen {_when(campaign.created_at)}"
+    )
+    if book.readonly:
+        yield "Running   a send is in progress: these counts are live"
+    elif campaign.finished_at is not None:
+        yield f"Finished  {_when(campaign.finished_at)}"
+    yield ""
+    for state in SHOWN:
+        yield f"  {state.value:<10}{counts[state]:>10,}"
+    if recent:
+        yield ""
+        yield "Recent failures:"
+        width = max(len(row.email) for row in recent)
+        for row in recent:
+            reply = " ".join(f"{row.last_code or ''} {row.last_reply or ''}".split())
+            yield f"  {row.email:<{width}}  {row.state.value:<9} {reply or '(no reply)'}"
+    notes = []
+    if hard:
+        notes.append(
+            f"{_plural(hard, 'hard bounce')} (5.1.x: no such user) recorded for suppression."
+        )
+    unknown = counts[State.UNKNOWN]
+    if unknown:
+        them = "it" if unknown == 1 else "them"
+        notes.append(
+            f"{_plural(unknown, 'message')} with no recorded reply (unknown): the server may "
+            f"have accepted {them}, so a resume leaves {them} alone unless given "
+            "--resend-unknown. `mailer status --list unknown` lists "
+            f"{'it' if unknown == 1 else 'them'}."
+        )
+    left = counts[State.PENDING] + counts[State.DEFERRED]
+    if left and not book.readonly:
+        notes.append(
+            f"{_plural(left, 'recipient')} left to send (pending or deferred): run the same "
+            "send again to resume."
+        )
+    if notes:
+        yield ""
+        yield from notes
+
+
+def _campaign_json(campaign: Campaign) -> dict[str, Any]:
+    return {
+        "name": campaign.name,
+        "kind": campaign.kind,
+        "subject": campaign.subject,
+        "list": campaign.list_path,
+        "recipients": campaign.frozen_count,
+        "created_at": campaign.created_at.isoformat(),
+        "finished_at": campaign.finished_at.isoformat() if campaign.finished_at else None,
+    }
+
+
+def _counts_json(counts: dict[State, int]) -> dict[str, int]:
+    return {state.value: counts[state] for state in SHOWN}
+
+
+def _row_json(row: DeliveryRow) -> dict[str, Any]:
+    return {
+        "email": row.email,
+        "state": row.state.value,
+        "code": row.last_code,
+        "reply": row.last_reply,
+        "attempts": row.attempts,
+        "hard_bounce": row.hard_bounce,
+        "message_id": row.message_id,
+        "updated_at": row.updated_at.isoformat(),
+    }
+
+
+def _when(moment: dt.datetime) -> str:
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M %Z")
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count:,} {word}{'' if count == 1 else 's'}"

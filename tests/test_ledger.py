@@ -1,0 +1,552 @@
+"""The delivery ledger on real SQLite files: schema, permissions, frozen audiences, resume
+rules, recovery, and what survives SIGKILL."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import datetime as dt
+import os
+import random
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mailer.ledger import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    Campaign,
+    Ledger,
+    LedgerBusy,
+    LedgerError,
+    State,
+    is_hard_bounce,
+)
+from mailer.models import Recipient, SendResult, Status
+from mailer.subscribers import read_list
+from tests.conftest import REPO
+
+
+def people(n: int, start: int = 0) -> Iterator[Recipient]:
+    for i in range(start, start + n):
+        yield Recipient(f"reader{i:06d}@example.org", f"Reader {i}", {"city": "Lyon"}, i + 2)
+
+
+def result(email: str, status: Status, code: int | None = 250, reply: str = "") -> SendResult:
+    return SendResult(0, email, f"<{email}>", status, code, reply)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "ledger.sqlite3"
+
+
+@pytest.fixture
+def ledger(db: Path) -> Iterator[Ledger]:
+    book = Ledger.open(db)
+    yield book
+    book.close()
+
+
+def raw(path: Path) -> contextlib.closing[sqlite3.Connection]:
+    """A plain connection, to look under the API."""
+    return contextlib.closing(sqlite3.connect(path))
+
+
+def states(book: Ledger, campaign: Campaign) -> dict[str, str]:
+    found = {}
+    for state in State:
+        for address in book.addresses(campaign, state):
+            found[address] = state.value
+    return found
+
+
+# --- schema and files ----------------------------------------------------------------------
+
+
+def test_migrations_create_the_schema_and_a_reopened_ledger_keeps_its_version(db: Path) -> None:
+    with Ledger.open(db) as book:
+        book.start_campaign("one", kind="digest", recipients=people(3))
+    with raw(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"campaigns", "deliveries", "forwards"} <= tables
+    assert SCHEMA_VERSION == len(MIGRATIONS) >= 1
+
+    with Ledger.open(db) as book:
+        campaign = book.campaign("one")
+        assert campaign is not None and book.counts(campaign)[State.PENDING] == 3
+    with raw(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_a_ledger_from_a_newer_mailer_or_another_sqlite_file_is_refused(tmp_path: Path) -> None:
+    newer = tmp_path / "newer.sqlite3"
+    Ledger.open(newer).close()
+    with raw(newer) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+        conn.commit()
+    with pytest.raises(LedgerError, match="newer than this mailer"):
+        Ledger.open(newer)
+    with pytest.raises(LedgerError, match="newer than this mailer"):
+        Ledger.open(newer, readonly=True)
+
+    other = tmp_path / "other.sqlite3"
+    with raw(other) as conn:
+        conn.execute("CREATE TABLE notes (body TEXT)")
+        conn.commit()
+    with pytest.raises(LedgerError, match="not a mailer ledger"):
+        Ledger.open(other)
+
+
+def test_files_are_created_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "fresh" / "ledger.sqlite3"
+    old = os.umask(0o022)  # a typical umask: the ledger must not rely on a strict one
+    try:
+        book = Ledger.open(path)
+        try:
+            book.start_campaign("c", kind="digest", recipients=people(2))
+            files = [path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}.lock")]
+            for file in files:
+                assert file.exists(), file
+                assert stat.S_IMODE(file.stat().st_mode) == 0o600, file
+            assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+        finally:
+            book.close()
+    finally:
+        os.umask(old)
+
+
+def test_one_writer_at_a_time_and_readers_see_committed_rows(db: Path) -> None:
+    with Ledger.open(db) as book:
+        campaign = book.start_campaign("c", kind="digest", recipients=people(2))
+        with pytest.raises(LedgerBusy, match="in use by another mailer run"):
+            Ledger.open(db)
+        with Ledger.open(db, readonly=True) as reader:
+            seen = reader.campaign("c")
+            assert seen == campaign
+            assert reader.counts(campaign)[State.PENDING] == 2
+            with pytest.raises(LedgerError, match="read-only"):
+                reader.start_campaign("d", kind="digest", recipients=[])
+    Ledger.open(db).close()  # the lock went with the first ledger
+    with pytest.raises(LedgerError, match="no ledger here"):
+        Ledger.open(db.parent / "nothing.sqlite3", readonly=True)
+
+
+def test_a_closed_ledger_refuses_work(ledger: Ledger) -> None:
+    ledger.close()
+    ledger.close()  # idempotent
+    with pytest.raises(LedgerError, match="closed"):
+        ledger.campaigns()
+
+
+# --- campaigns -----------------------------------------------------------------------------
+
+
+def test_the_audience_is_frozen_when_the_campaign_starts(ledger: Ledger, tmp_path: Path) -> None:
+    source = tmp_path / "list.csv"
+    source.write_text("email,name\nann@example.org,Ann\nbob@example.org,Bob\n", encoding="utf-8")
+    first = ledger.start_campaign(
+        "weekly-2026-11-27",
+        kind="digest",
+        list_path=source,
+        subject="Week 48",
+        recipients=read_list(source),
+    )
+    assert first.frozen_count == 2
+
+    # Mid-run, someone edits the list: Bob leaves, Cid joins.
+    source.write_text("email,name\nann@example.org,Ann\ncid@example.org,Cid\n", encoding="utf-8")
+
+    def untouched() -> Iterator[Recipient]:
+        raise AssertionError("a started campaign must not read its list again")
+        yield  # pragma: no cover
+
+    again = ledger.start_campaign(
+        "weekly-2026-11-27",
+        kind="digest",
+        list_path=source,
+        subject="Week 48, edited",
+        recipients=untouched(),
+    )
+    assert again == first
+    assert [r.email for r in ledger.to_send(again)] == ["ann@example.org", "bob@example.org"]
+    with pytest.raises(LedgerError, match="already exists as a digest campaign"):
+        ledger.start_campaign("weekly-2026-11-27", kind="forward", recipients=[])
+
+
+def test_a_campaign_appears_only_when_fully_inserted(ledger: Ledger) -> None:
+    def broken() -> Iterator[Recipient]:
+        yield from people(500)
+        raise ValueError("the list broke on line 502")
+
+    with pytest.raises(ValueError, match="line 502"):
+        ledger.start_campaign("c", kind="digest", recipients=broken())
+    assert ledger.campaign("c") is None and ledger.campaigns() == []
+
+    campaign = ledger.start_campaign("c", kind="digest", recipients=people(500))
+    assert campaign.frozen_count == 500
+
+
+def test_addresses_are_keyed_case_insensitively_first_row_wins(ledger: Ledger) -> None:
+    rows = [
+        Recipient("Ann@example.org", "Ann", {"plan": "pro"}, 2),
+        Recipient("ann@example.org", "Other Ann", {}, 3),
+        Recipient("bob@example.org", "Bob", {}, 4),
+    ]
+    campaign = ledger.start_campaign("c", kind="digest", recipients=rows)
+    assert campaign.frozen_count == 2
+    assert list(ledger.to_send(campaign)) == [rows[0], rows[2]]  # name, fields and line kept
+
+
+def test_a_large_audience_is_inserted_and_streamed_quickly(ledger: Ledger) -> None:
+    n = 120_000
+    start = time.perf_counter()
+    campaign = ledger.start_campaign("big", kind="digest", recipients=people(n))
+    inserted = time.perf_counter() - start
+    assert campaign.frozen_count == n
+    count, last = 0, ""
+    for recipient in ledger.to_send(campaign):
+        assert recipient.email > last  # list order
+        last = recipient.email
+        count += 1
+    assert count == n
+    assert inserted < 20, f"{n} rows took {inserted:.1f} s"  # about 2 s on a slow machine
+
+
+# --- states, resume and recovery ------------------------------------------------------------
+
+
+async def test_to_send_skips_sent_and_failed_and_unknown_unless_asked(ledger: Ledger) -> None:
+    emails = [r.email for r in people(6)]
+    campaign = ledger.start_campaign("c", kind="digest", recipients=people(6))
+    for email in emails[:5]:
+        await ledger.mark_sending(campaign, email, f"<{email}>")
+    await ledger.record(campaign, result(emails[0], Status.SENT))
+    await ledger.record(campaign, result(emails[1], Status.FAILED, 550, "5.7.1 Rejected"))
+    await ledger.record(campaign, result(emails[2], Status.DEFERRED, 451, "4.3.0 Later"))
+    await ledger.record(campaign, result(emails[3], Status.UNKNOWN, None, "connection lost"))
+    # emails[4] is left sending: in flight, not to be sent again; emails[5] is pending.
+
+    assert [r.email for r in ledger.to_send(campaign)] == [emails[2], emails[5]]
+    assert [r.email for r in ledger.to_send(campaign, resend_unknown=True)] == [
+        emails[2],
+        emails[3],
+        emails[5],
+    ]
+    counts = ledger.counts(campaign)
+    assert counts == {
+        State.PENDING: 1,
+        State.SENDING: 1,
+        State.SENT: 1,
+        State.DEFERRED: 1,
+        State.FAILED: 1,
+        State.UNKNOWN: 1,
+    }
+
+
+async def test_a_sent_or_failed_row_cannot_be_marked_or_downgraded(ledger: Ledger) -> None:
+    campaign = ledger.start_campaign("c", kind="digest", recipients=people(2))
+    sent, failed = (r.email for r in people(2))
+    await ledger.mark_sending(campaign, sent, "<1@x>")
+    await ledger.record(campaign, result(sent, Status.SENT))
+    await ledger.mark_sending(campaign, failed, "<2@x>")
+    await ledger.record(campaign, result(failed, Status.FAILED, 550, "5.1.1 No such user"))
+
+    with pytest.raises(LedgerError, match="already sent"):
+        await ledger.mark_sending(campaign, sent.upper(), "<3@x>")
+    with pytest.raises(LedgerError, match="already failed"):
+        await ledger.mark_sending(campaign, failed, "<4@x>")
+    with pytest.raises(LedgerError, match="is not in campaign"):
+        await ledger.mark_sending(campaign, "stranger@example.org", "<5@x>")
+    with pytest.raises(LedgerError, match="already sent"):
+        await ledger.record(campaign, result(sent, Status.DEFERRED, 451))
+    with pytest.raises(ValueError, match="not a delivery outcome"):
+        ledger.record(campaign, result(sent, Status.SKIPPED))
+    # A refused change fails alone: the ledger goes on.
+    assert ledger.counts(campaign)[State.SENT] == 1
+    await ledger.flush()
+
+
+async def test_each_row_keeps_attempts_reply_message_id_and_timestamps(ledger: Ledger) -> None:
+    campaign = ledger.start_campaign("c", kind="digest", recipients=people(1))
+    email = next(people(1)).email
+    await ledger.mark_sending(campaign, email, "<first@x>")
+    ledger.record(campaign, result(email, Status.DEFERRED, 451, "4.7.1 Greylisted"))
+    await ledger.mark_sending(campaign, email, "<second@x>")
+    await ledger.record(
+        campaign,
+        SendResult(0, email, "<second@x>", Status.SENT, 250, "2.0.0 Ok: queued as ABC", 2),
+    )
+    (row,) = ledger.rows(campaign, [State.SENT], 10)
+    assert (row.email, row.attempts, row.message_id) == (email, 2, "<second@x>")
+    assert (row.last_code, row.last_reply) == (250, "2.0.0 Ok: queued as ABC")
+    assert row.sending_at is not None and row.sent_at is not None
+    assert row.sending_at <= row.sent_at == row.updated_at
+    assert not row.hard_bounce
+
+
+async def test_hard_bounces_are_5xx_with_enhanced_code_5_1_x(ledger: Ledger) -> None:
+    emails = [r.email for r in people(4)]
+    campaign = ledger.start_campaign("c", kind="digest", recipients=people(4))
+    replies = [
+        (550, "5.1.1 <x>: Recipient address rejected: User unknown"),
+        (550, "5.7.1 Message rejected as spam"),
+        (553, "5.1.3 Bad destination mailbox address syntax"),
+        (550, "Mailbox unavailable"),
+    ]
+    for email, (code, reply) in zip(emails, replies, strict=True):
+        await ledger.mark_sending(campaign, email, f"<{email}>")
+        ledger.record(campaign, result(email, Status.FAILED, code, reply))
+    await ledger.flush()
+    assert [row.email for row in ledger.hard_bounces(campaign)] == [emails[0], emails[2]]
+    assert is_hard_bounce(550, "5.1.10 Recipient not found")
+    assert not is_hard_bounce(450, "4.1.1 Try later")
+    assert not is_hard_bounce(550, "5.1.1x odd")
+    assert not is_hard_bounce(None, "5.1.1 no code")
+
+
+async def test_rows_left_sending_become_unknown_when_the_ledger_is_reopened(db: Path) -> None:
+    book = Ledger.open(db)
+    campaign = book.start_campaign("c", kind="digest", recipients=people(3))
+    emails = [r.email for r in people(3)]
+    await book.mark_sending(campaign, emails[0], "<0@x>")
+    await book.mark_sending(campaign, emails[1], "<1@x>")
+    await book.record(campaign, result(emails[1], Status.SENT))
+    book.close()  # as if the process died between DATA and the reply of emails[0]
+
+    with Ledger.open(db) as book:
+        assert book.recovered == 1
+        assert states(book, campaign) == {
+            emails[0]: "unknown",
+            emails[1]: "sent",
+            emails[2]: "pending",
+        }
+        (row,) = book.rows(campaign, [State.UNKNOWN], 5)
+        assert row.message_id == "<0@x>" and row.last_reply == "interrupted: no reply was recorded"
+        assert [r.email for r in book.to_send(campaign)] == [emails[2]]
+
+        # recover() does the same on demand, for one campaign.
+        await book.mark_sending(campaign, emails[2], "<2@x>")
+        assert book.recover(campaign) == 1
+        assert book.counts(campaign)[State.UNKNOWN] == 2
+
+
+async def test_records_need_not_be_awaited(db: Path) -> None:
+    book = Ledger.open(db)
+    campaign = book.start_campaign("c", kind="digest", recipients=people(50))
+    for recipient in people(50):
+        await book.mark_sending(campaign, recipient.email, f"<{recipient.email}>")
+        book.record(campaign, result(recipient.email, Status.SENT))  # queued, not awaited
+    book.close()  # commits what is queued
+    with Ledger.open(db) as book:
+        assert book.counts(campaign)[State.SENT] == 50
+        assert book.recovered == 0
+
+
+async def test_one_group_commit_takes_everything_queued(ledger: Ledger) -> None:
+    campaign = ledger.start_campaign("c", kind="digest", recipients=people(200))
+    before = ledger.commits
+    marks = [ledger.mark_sending(campaign, r.email, f"<{r.email}>") for r in people(200)]
+    await asyncio.gather(*marks)
+    assert ledger.counts(campaign)[State.SENDING] == 200
+    assert ledger.commits - before < 20  # grouped, not one fsync per message
+
+
+# --- lists, campaigns, forwards --------------------------------------------------------------
+
+
+async def test_reads_for_status(db: Path) -> None:
+    ticks = iter(dt.datetime(2026, 11, 27, 9, 0, i, tzinfo=dt.UTC) for i in range(1000))
+    with Ledger.open(db, clock=lambda: next(ticks)) as book:
+        assert book.latest_campaign() is None
+        old = book.start_campaign("old", kind="digest", recipients=people(2))
+        new = book.start_campaign("new", kind="digest", recipients=people(4))
+        assert [c.name for c in book.campaigns()] == ["new", "old"]
+        assert book.latest_campaign() == new
+        assert book.latest_campaign(kind="forward") is None
+        emails = [r.email for r in people(4)]
+        for email, code, reply in [
+            (emails[0], 550, "5.1.1 No such user"),
+            (emails[1], 451, "4.7.1 Greylisted"),
+            (emails[3], 554, "5.7.1 Spam"),
+        ]:
+            await book.mark_sending(new, email, f"<{email}>")
+            status = Status.DEFERRED if code < 500 else Status.FAILED
+            await book.record(new, result(email, status, code, reply))
+        recent = book.recent_failures(new, 2)
+        assert [(r.email, r.last_code) for r in recent] == [(emails[3], 554), (emails[1], 451)]
+        assert list(book.addresses(new, "failed")) == [emails[0], emails[3]]
+        assert list(book.addresses(new, State.PENDING)) == [emails[2]]
+        assert book.counts(old)[State.PENDING] == 2
+        finished = book.finish(new)
+        assert finished.finished_at is not None and book.campaign("new") == finished
+
+
+async def test_forwards_count_only_messages_actually_sent(db: Path) -> None:
+    now = [dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)]
+    with Ledger.open(db, clock=lambda: now[0]) as book:
+
+        async def forward(friend: str, article: str, status: Status) -> None:
+            name = f"forward/{article}/{friend}"
+            recipients = [Recipient(friend)]
+            campaign = book.start_campaign(name, kind="forward", recipients=recipients)
+            book.record_forward(campaign, sender="Ann@example.org", friend=friend, article=article)
+            await book.mark_sending(campaign, friend, f"<{name}>")
+            if status is not Status.UNKNOWN:
+                await book.record(campaign, result(friend, status, 250 if status else 550))
+
+        day_ago = now[0] - dt.timedelta(hours=24)
+        await forward("bob@example.org", "bread", Status.SENT)
+        await forward("cid@example.org", "bread", Status.FAILED)
+        await forward("dan@example.org", "bread", Status.UNKNOWN)  # left sending
+        assert book.forward_count_since("ann@example.org", day_ago) == 1
+        assert book.forward_exists("BOB@example.org", "bread")
+        assert not book.forward_exists("bob@example.org", "cheese")
+        assert not book.forward_exists("cid@example.org", "bread")  # failed: may try again
+        assert book.forward_exists("dan@example.org", "bread")  # may have gone out
+
+        now[0] += dt.timedelta(hours=25)
+        await forward("eve@example.org", "cheese", Status.SENT)
+        later = now[0] - dt.timedelta(hours=24)
+        assert book.forward_count_since("ann@example.org", later) == 1
+        assert book.forward_count_since("ann@example.org", day_ago) == 2
+        assert book.forward_count_since("zed@example.org", day_ago) == 0
+        with pytest.raises(ValueError, match="timezone-aware"):
+            book.forward_count_since("ann@example.org", dt.datetime(2026, 1, 1))
+
+
+# --- SIGKILL ---------------------------------------------------------------------------------
+
+# A stand-in for the delivery engine: W workers share the resume stream; each marks its
+# message, "delivers" it (appends the address to a sink file, as a server would record it),
+# then records the reply without awaiting it, as the engine does.
+SENDER = """
+import asyncio, os, sys
+from mailer.ledger import Ledger
+from mailer.models import SendResult, Status
+
+path, sink, mode, workers = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+
+async def main() -> None:
+    ledger = Ledger.open(path, wait=30)
+    campaign = ledger.campaign("kill")
+    stream = ledger.to_send(campaign)
+    fd = os.open(sink, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+
+    async def worker() -> None:
+        for recipient in stream:
+            email = recipient.email
+            await ledger.mark_sending(campaign, email, f"<{email}>")
+            os.write(fd, (email + "\\n").encode())  # DATA accepted by the server
+            await asyncio.sleep(0)  # the reply is on its way
+            done = ledger.record(campaign, SendResult(0, email, f"<{email}>", Status.SENT, 250))
+            if mode == "await":
+                await done
+
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    await ledger.flush()
+    print("flushed", flush=True)
+    if mode == "await":
+        await asyncio.sleep(3600)  # committed: wait for the kill
+    ledger.close()
+
+asyncio.run(main())
+"""
+
+
+def start_sender(
+    tmp_path: Path, db: Path, sink: Path, mode: str, workers: int
+) -> subprocess.Popen[str]:
+    script = tmp_path / "sender.py"
+    script.write_text(SENDER, encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen(
+        [sys.executable, str(script), str(db), str(sink), mode, str(workers)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def sink_lines(sink: Path) -> list[str]:
+    return sink.read_text(encoding="utf-8").splitlines() if sink.exists() else []
+
+
+def test_committed_rows_survive_sigkill(tmp_path: Path, db: Path) -> None:
+    with Ledger.open(db) as book:
+        campaign = book.start_campaign("kill", kind="digest", recipients=people(300))
+    sender = start_sender(tmp_path, db, tmp_path / "sink", "await", 4)
+    try:
+        assert sender.stdout is not None
+        assert sender.stdout.readline() == "flushed\n", sender.stderr
+        sender.send_signal(signal.SIGKILL)
+    finally:
+        _, stderr = sender.communicate(timeout=30)
+    assert sender.returncode == -signal.SIGKILL, stderr
+    with Ledger.open(db) as book:
+        assert book.recovered == 0
+        assert book.counts(campaign)[State.SENT] == 300
+
+
+def test_after_sigkill_at_random_points_nobody_gets_two_copies(tmp_path: Path, db: Path) -> None:
+    n, workers = 10_000, 8
+    sink = tmp_path / "sink"
+    with Ledger.open(db) as book:
+        campaign = book.start_campaign("kill", kind="digest", recipients=people(n))
+    rng = random.Random(20261127)
+    kills = 0
+    for _round in range(4):
+        target = len(sink_lines(sink)) + rng.randint(1, 600)
+        sender = start_sender(tmp_path, db, sink, "forget", workers)
+        deadline = time.monotonic() + 60
+        try:
+            while len(sink_lines(sink)) < target and sender.poll() is None:
+                assert time.monotonic() < deadline, "the sender made no progress"
+                time.sleep(0.001)
+            sender.send_signal(signal.SIGKILL)
+        finally:
+            _, stderr = sender.communicate(timeout=30)
+        assert sender.returncode == -signal.SIGKILL, stderr
+        kills += 1
+        with raw(db) as conn:  # before any recovery: what the killed run left in flight
+            (sending,) = conn.execute(
+                "SELECT count(*) FROM deliveries WHERE state = 'sending'"
+            ).fetchone()
+        assert sending <= workers, f"{sending} rows in sending after a kill"
+
+        # Every message the server got was marked before it went out: none is to be resent.
+        delivered = set(sink_lines(sink))
+        with Ledger.open(db) as book:
+            assert book.recovered == sending
+            assert delivered.isdisjoint(r.email for r in book.to_send(campaign))
+
+    # A last, complete run resumes.
+    sender = start_sender(tmp_path, db, sink, "forget", workers)
+    stdout, stderr = sender.communicate(timeout=120)
+    assert sender.returncode == 0 and stdout == "flushed\n", stderr
+
+    copies = collections.Counter(sink_lines(sink))
+    assert max(copies.values()) == 1, "someone got two copies"
+    with Ledger.open(db) as book:
+        final = states(book, campaign)
+        counts = book.counts(campaign)
+    assert len(final) == n
+    for email, state in final.items():
+        if copies[email] == 0:
+            assert state == "unknown", email  # never silently skipped
+        else:
+            assert state in ("sent", "unknown"), email
+    assert counts[State.SENT] + counts[State.UNKNOWN] == n
+    assert counts[State.UNKNOWN] <= workers * kills
+    assert counts[State.SENT] == sum(1 for e, s in final.items() if s == "sent" and copies[e])

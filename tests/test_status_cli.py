@@ -1,0 +1,188 @@
+"""``mailer status``: counts, recent failures, address lists, JSON and every campaign."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner, Result
+
+from mailer.cli_status import register
+from mailer.ledger import Campaign, Ledger
+from mailer.models import Recipient, SendResult, Status
+
+
+def make_app() -> typer.Typer:
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+    @app.callback()
+    def _root() -> None:
+        """Test root."""
+
+    register(app)
+    return app
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> Result:
+    result = CliRunner().invoke(make_app(), ["status", *args], env=env)
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result
+
+
+AUDIENCE = [f"{name}@example.org" for name in ("ann", "bob", "cid", "dan", "eve", "fay")]
+OUTCOMES = {
+    "ann@example.org": (Status.SENT, 250, "2.0.0 Ok: queued"),
+    "bob@example.org": (Status.SENT, 250, "2.0.0 Ok: queued"),
+    "cid@example.org": (Status.FAILED, 550, "5.1.1 <cid@example.org>: User unknown"),
+    "dan@example.org": (Status.DEFERRED, 451, "4.7.1 Greylisted, try again later"),
+    # eve: marked sending, then the process "dies": unknown when reopened. fay: pending.
+}
+
+
+async def _send(book: Ledger, campaign: Campaign) -> None:
+    for email in AUDIENCE[:5]:
+        await book.mark_sending(campaign, email, f"<{email}>")
+    for email, (status, code, reply) in OUTCOMES.items():
+        book.record(campaign, SendResult(0, email, f"<{email}>", status, code, reply))
+    await book.flush()
+
+
+@pytest.fixture
+def ledger_path(tmp_path: Path) -> Path:
+    path = tmp_path / ".mailer" / "ledger.sqlite3"
+    with Ledger.open(path) as book:
+        book.start_campaign(
+            "older", kind="digest", recipients=[Recipient("zoe@example.org", "Zoe")]
+        )
+        weekly = book.start_campaign(
+            "weekly-2026-11-27",
+            kind="digest",
+            list_path="lists/example.csv",
+            subject="Week 48",
+            recipients=[Recipient(email) for email in AUDIENCE],
+        )
+        asyncio.run(_send(book, weekly))
+    return path
+
+
+def test_status_shows_counts_and_recent_failures_of_the_latest_campaign(ledger_path: Path) -> None:
+    result = cli("--ledger", str(ledger_path))
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "Campaign  weekly-2026-11-27 (digest)" in out
+    assert "lists/example.csv, 6 recipients" in out
+    for state, count in [("sent", 2), ("deferred", 1), ("failed", 1), ("unknown", 1)]:
+        assert f"  {state:<10}{count:>10}\n" in out
+    assert f"  {'pending':<10}{1:>10}\n" in out
+    assert "cid@example.org  failed    550 5.1.1 <cid@example.org>: User unknown" in out
+    assert "dan@example.org  deferred  451 4.7.1 Greylisted, try again later" in out
+    assert "1 hard bounce" in out
+    assert "--resend-unknown" in out and "mailer status --list unknown" in out
+    assert "2 recipients left to send" in out
+
+
+def test_status_json(ledger_path: Path) -> None:
+    result = cli("--ledger", str(ledger_path), "--json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["campaign"]["name"] == "weekly-2026-11-27"
+    assert document["campaign"]["recipients"] == 6
+    assert document["counts"] == {
+        "sent": 2,
+        "deferred": 1,
+        "failed": 1,
+        "unknown": 1,
+        "pending": 1,
+        "sending": 0,
+    }
+    assert document["hard_bounces"] == 1
+    replies = {row["email"]: (row["code"], row["reply"]) for row in document["recent_failures"]}
+    assert replies == {
+        "cid@example.org": (550, "5.1.1 <cid@example.org>: User unknown"),
+        "dan@example.org": (451, "4.7.1 Greylisted, try again later"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [
+        ("failed", ["cid@example.org"]),
+        ("deferred", ["dan@example.org"]),
+        ("unknown", ["eve@example.org"]),
+        ("sent", ["ann@example.org", "bob@example.org"]),
+    ],
+)
+def test_status_list_prints_addresses_one_per_line(
+    ledger_path: Path, state: str, expected: list[str]
+) -> None:
+    result = cli("--ledger", str(ledger_path), "--list", state)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == expected
+    as_json = json.loads(cli("--ledger", str(ledger_path), "--list", state, "--json").stdout)
+    assert as_json == {"campaign": "weekly-2026-11-27", "state": state, "addresses": expected}
+
+
+def test_status_of_a_named_campaign_and_of_all(ledger_path: Path) -> None:
+    older = cli("older", "--ledger", str(ledger_path), "--json")
+    assert json.loads(older.stdout)["counts"]["pending"] == 1
+
+    table = cli("--all", "--ledger", str(ledger_path))
+    assert table.exit_code == 0, table.output
+    lines = table.stdout.splitlines()
+    assert lines[0].split()[:4] == ["CAMPAIGN", "KIND", "STARTED", "TOTAL"]
+    assert lines[1].startswith("weekly-2026-11-27") and lines[2].startswith("older")
+    assert lines[1].split()[-6:] == ["2", "1", "1", "1", "1", "0"]
+
+    every = json.loads(cli("--all", "--json", "--ledger", str(ledger_path)).stdout)
+    assert [c["name"] for c in every["campaigns"]] == ["weekly-2026-11-27", "older"]
+    assert every["campaigns"][1]["counts"]["pending"] == 1
+
+
+def test_status_reads_the_ledger_path_from_the_environment(
+    ledger_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAILER_LEDGER", str(ledger_path))
+    result = cli("--list", "failed")
+    assert result.stdout == "cid@example.org\n"
+
+
+def test_status_during_a_send_reads_live_counts(ledger_path: Path) -> None:
+    with Ledger.open(ledger_path):  # a send holds the ledger
+        result = cli("--ledger", str(ledger_path))
+    assert result.exit_code == 0, result.output
+    assert "a send is in progress" in result.stdout
+    assert f"  {'sent':<10}{2:>10}\n" in result.stdout
+
+
+def test_status_errors_are_one_line(tmp_path: Path, ledger_path: Path) -> None:
+    missing = cli("--ledger", str(tmp_path / "none.sqlite3"))
+    assert missing.exit_code == 2
+    assert missing.stderr.startswith(f"Error: {tmp_path / 'none.sqlite3'}: no ledger yet\n")
+
+    unknown = cli("nosuch", "--ledger", str(ledger_path))
+    assert unknown.exit_code == 2
+    assert unknown.stderr.startswith("Error: no campaign named 'nosuch' in ")
+    assert "Hint: `mailer status --all` lists the campaigns" in unknown.stderr
+
+    both = cli("--all", "--list", "failed", "--ledger", str(ledger_path))
+    assert both.exit_code == 2 and both.stderr.startswith("Error: --all lists every campaign")
+
+    bad_state = cli("--list", "lost", "--ledger", str(ledger_path))
+    assert bad_state.exit_code == 2
+
+    empty = tmp_path / "empty.sqlite3"
+    Ledger.open(empty).close()
+    nothing = cli("--ledger", str(empty))
+    assert nothing.exit_code == 2 and "no campaign yet" in nothing.stderr
+    assert cli("--all", "--ledger", str(empty)).stdout.startswith("No campaign in ")
+
+
+def test_status_has_help() -> None:
+    result = cli("--help")
+    assert result.exit_code == 0
+    for option in ("--list", "--json", "--all", "--ledger", "--failures"):
+        assert option in result.stdout
