@@ -15,19 +15,19 @@ import typer
 from mailer.cli_common import err, reports_errors
 from mailer.cli_lists import register as register_lists
 from mailer.cli_status import register as register_status
-from mailer.delivery import Delivery, DeliveryPolicy, deliver
-from mailer.errors import EXIT_INCOMPLETE, EXIT_USAGE, DeliveryError, InputError
-from mailer.ledger import is_hard_bounce
+from mailer.delivery import DeliveryPolicy, deliver
+from mailer.errors import EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, DeliveryError, InputError
+from mailer.ledger import Ledger, State
 from mailer.models import Recipient, SendResult, Status
 from mailer.pipeline import (
     DigestOptions,
     PreparedIssue,
     delivery_policy,
-    estimate_rows,
     prepare_digest,
     smtp_config,
 )
-from mailer.progress import run_with_progress
+from mailer.progress import Report, run_with_progress
+from mailer.sending import campaign_delivery, settle_campaign
 from mailer.settings import load_settings
 from mailer.subscribers import RowProblem
 from mailer.suppression import Reason, Suppression
@@ -102,6 +102,14 @@ def digest(
         float | None,
         typer.Option(help="At most R messages per second over all connections [MAILER_RATE]."),
     ] = None,
+    campaign: Annotated[
+        str | None,
+        typer.Option(help="Campaign name in the ledger (default: '<newsletter> <date>')."),
+    ] = None,
+    resend_unknown: Annotated[
+        bool,
+        typer.Option(help="Also resend recipients whose earlier outcome is unknown."),
+    ] = False,
 ) -> None:
     """Build this week's digest and write one preview .eml per subscriber (or --send it)."""
     settings = load_settings(
@@ -115,6 +123,7 @@ def digest(
         subject=subject,
         list_ref=list_,
         strict=strict,
+        campaign=campaign,
     )
     if send:
         settings.require_real_secret()
@@ -124,9 +133,11 @@ def digest(
             prepared,
             transport,
             delivery_policy(settings),
+            ledger_path=settings.ledger,
             strict=strict,
             limit=limit,
             lists_dir=settings.lists_dir,
+            resend_unknown=resend_unknown,
         )
         raise typer.Exit(code)
     prepared = prepare_digest(settings, options)
@@ -179,9 +190,11 @@ def _send(
     transport: SMTPTransport,
     policy: DeliveryPolicy,
     *,
+    ledger_path: Path,
     strict: bool,
     limit: int | None,
     lists_dir: Path,
+    resend_unknown: bool,
 ) -> int:
     problems: list[RowProblem] = []
 
@@ -191,36 +204,80 @@ def _send(
 
     suppressed = Suppression.for_lists_dir(lists_dir)
     skipped: list[Recipient] = []
-    recipients = prepared.recipients(
-        strict=strict, on_problem=warn, skip=suppressed.is_suppressed, on_skip=skipped.append
-    )
-    if limit is not None:
-        recipients = itertools.islice(recipients, limit)
-    messages = (
-        prepared.composer.compose(recipient, index) for index, recipient in enumerate(recipients, 1)
-    )
-    total = estimate_rows(prepared.list_path)
-    if limit is not None:
-        total = min(total, limit)
-    print(
-        f"Sending {prepared.digest.subject!r} to up to {total} recipients via "
-        f"{transport.config.where} ({policy.concurrency} connections"
-        + (f", at most {policy.rate:g}/s" if policy.rate else "")
-        + ")",
-        flush=True,
-    )
-    engine = Delivery(transport, messages, policy)
-    report = asyncio.run(run_with_progress(engine, total=total))
+    with Ledger.open(ledger_path, wait=2.0) as ledger:
+        if ledger.recovered:
+            print(
+                f"The last run stopped abruptly: {ledger.recovered} message(s) whose outcome "
+                "was never recorded are now 'unknown' (see `mailer status --list unknown`)."
+            )
+        existing = ledger.campaign(prepared.campaign)
+        # The audience is frozen the first time a campaign starts; editing the list later
+        # changes nothing for it.
+        campaign = ledger.start_campaign(
+            prepared.campaign,
+            kind="digest",
+            list_path=str(prepared.list_path),
+            subject=prepared.digest.subject,
+            recipients=prepared.recipients(
+                strict=strict,
+                on_problem=warn,
+                skip=suppressed.is_suppressed,
+                on_skip=skipped.append,
+            ),
+        )
+        if existing is not None:
+            print(f"Resuming campaign {campaign.name!r} ({campaign.frozen_count} recipients).")
+        run = campaign_delivery(
+            ledger,
+            campaign,
+            transport,
+            policy,
+            prepared.composer.compose,
+            resend_unknown=resend_unknown,
+            limit=limit,
+            skip=suppressed.is_suppressed,
+        )
+        print(
+            f"Sending {prepared.digest.subject!r} to {run.planned} recipient"
+            f"{'s' if run.planned != 1 else ''} via {transport.config.where} "
+            f"({policy.concurrency} connections"
+            + (f", at most {policy.rate:g}/s" if policy.rate else "")
+            + ")",
+            flush=True,
+        )
+
+        async def drive() -> Report:
+            try:
+                return await run_with_progress(run.engine, total=run.planned)
+            finally:
+                await ledger.flush()
+
+        report = asyncio.run(drive())
+        counts = settle_campaign(ledger, campaign)
+        bounced: Reason = "bounced"
+        bounces = [(row.email, bounced) for row in ledger.hard_bounces(campaign)]
     if problems:
         print(f"Skipped {len(problems)} invalid list row{'s' if len(problems) != 1 else ''}.")
-    if skipped:
-        print(f"Skipped {len(skipped)} suppressed address{'es' if len(skipped) != 1 else ''}.")
-    bounced: Reason = "bounced"
-    bounces = [(r.email, bounced) for r in report.failures if is_hard_bounce(r.code, r.reply)]
+    skipped_count = len(skipped) + len(run.suppressed)
+    if skipped_count:
+        print(f"Skipped {skipped_count} suppressed address{'es' if skipped_count != 1 else ''}.")
     if bounces:
         added = suppressed.add_many(bounces, note="hard bounce (5.1.x) during delivery")
-        print(f"Added {added} hard-bounced address{'es' if added != 1 else ''} to suppression.")
-    return report.exit_code
+        if added:
+            print(f"Added {added} hard-bounced address{'es' if added != 1 else ''} to suppression.")
+    unknown = counts[State.UNKNOWN]
+    if unknown:
+        print(
+            f"{unknown} recipient(s) of this campaign are 'unknown': the server may have "
+            "accepted them. `mailer status --list unknown` lists them; add --resend-unknown "
+            "to send them again."
+        )
+    left = counts[State.PENDING] + counts[State.DEFERRED]
+    if report.interrupted or left:
+        print(f"{left} recipient(s) still to send: run the same command again to resume.")
+    if report.interrupted:
+        return report.exit_code
+    return max(report.exit_code, EXIT_INCOMPLETE if unknown or left else EXIT_OK)
 
 
 @app.command()

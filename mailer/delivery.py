@@ -62,8 +62,12 @@ class TokenBucket:
                 await asyncio.sleep((1 - self._tokens) / self.rate)
 
 
-# Called just before a message is handed to a channel (the ledger marks it "sending").
+# Awaited just before a message is handed to a channel (the ledger marks it "sending",
+# durably, before its data can go out).
 BeforeSend = Callable[[Outgoing, int], Awaitable[None]]
+# Called synchronously by the worker with each outcome, before the worker takes its next
+# message (the ledger queues the record, so it commits no later than the next mark).
+AfterSend = Callable[[SendResult], object]
 
 
 @dataclass
@@ -82,11 +86,13 @@ class Delivery:
         policy: DeliveryPolicy | None = None,
         *,
         before_send: BeforeSend | None = None,
+        after_send: AfterSend | None = None,
     ) -> None:
         self.transport = transport
         self.policy = policy or DeliveryPolicy()
         self._messages = iter(messages)
         self._before_send = before_send
+        self._after_send = after_send
         self._bucket = TokenBucket(self.policy.rate) if self.policy.rate else None
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue(
             maxsize=self.policy.concurrency * 2
@@ -179,7 +185,12 @@ class Delivery:
                     await self._bucket.take()
                 item.attempts += 1
                 if self._before_send is not None:
-                    await self._before_send(item.message, item.attempts)
+                    try:
+                        await self._before_send(item.message, item.attempts)
+                    except Exception as exc:  # the ledger refused or failed: stop cleanly
+                        self._abort(exc)
+                        self._resolve_unsent()
+                        continue
                 try:
                     reply = await channel.send(item.message)
                     broken, data_sent = False, True
@@ -258,6 +269,9 @@ class Delivery:
         elif item.attempts >= self.policy.max_attempts or self._stopping:
             self._emit(item, Status.DEFERRED, reply)
         else:
+            if self._after_send is not None:
+                # While it waits out its backoff the message is deferred, not in flight.
+                self._after_send(self._result(item, Status.DEFERRED, reply))
             task = asyncio.get_running_loop().create_task(self._retry_later(item, reply))
             self._retries.add(task)
             task.add_done_callback(self._retries.discard)
@@ -276,19 +290,23 @@ class Delivery:
         jitter: float = random.uniform(0, delay / 2)
         return delay / 2 + jitter  # "equal jitter"
 
-    def _emit(self, item: _Item, status: Status, reply: Reply) -> None:
+    def _result(self, item: _Item, status: Status, reply: Reply) -> SendResult:
         message = item.message
-        self._results.put_nowait(
-            SendResult(
-                index=message.index,
-                email=message.recipient.email,
-                message_id=message.message_id,
-                status=status,
-                code=reply.code or None,
-                reply=reply.text,
-                attempts=item.attempts,
-            )
+        return SendResult(
+            index=message.index,
+            email=message.recipient.email,
+            message_id=message.message_id,
+            status=status,
+            code=reply.code or None,
+            reply=reply.text,
+            attempts=item.attempts,
         )
+
+    def _emit(self, item: _Item, status: Status, reply: Reply) -> None:
+        result = self._result(item, status, reply)
+        if self._after_send is not None:
+            self._after_send(result)
+        self._results.put_nowait(result)
         self._outstanding -= 1
         self._maybe_done()
 
@@ -309,7 +327,9 @@ async def deliver(
     policy: DeliveryPolicy | None = None,
     *,
     before_send: BeforeSend | None = None,
+    after_send: AfterSend | None = None,
 ) -> AsyncIterator[SendResult]:
     """Yield one result per recipient; raises ``DeliveryError`` if the run had to stop."""
-    async for result in Delivery(transport, messages, policy, before_send=before_send).run():
+    engine = Delivery(transport, messages, policy, before_send=before_send, after_send=after_send)
+    async for result in engine.run():
         yield result

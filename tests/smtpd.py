@@ -60,6 +60,7 @@ class Recorder:
     drop_after_data_once: set[str] = field(default_factory=set)
     drop_at_data_once: set[str] = field(default_factory=set)
     stall_once: dict[str, float] = field(default_factory=dict)
+    delay: float = 0.0  # seconds to wait after the final dot before accepting
     rcpt_attempts: Counter[str] = field(default_factory=Counter)
     auth_attempts: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -87,6 +88,8 @@ class Recorder:
             delay = self.stall_once.pop(rcpt)
             await asyncio.sleep(delay)
             return "451 4.4.2 too late"
+        if self.delay:
+            await asyncio.sleep(self.delay)
         with self.lock:
             self.received.append(
                 Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)

@@ -355,7 +355,8 @@ def test_digest_skips_suppressed_and_suppresses_hard_bounces(big_list: Path) -> 
         assert "Skipped 1 suppressed address." in first.output
         assert "Added 1 hard-bounced address to suppression." in first.output
         assert "reader2@example.org" not in recorder.rcpt_attempts
-        second = CliRunner().invoke(app, args, env=server.env())
+        # a new campaign freezes a new audience, without both suppressed addresses
+        second = CliRunner().invoke(app, [*args, "--campaign", "again"], env=server.env())
     assert "Skipped 2 suppressed addresses." in second.output
     assert recorder.rcpt_attempts["reader5@example.org"] == 1
     suppressed = (big_list.parent / "suppressed.csv").read_text(encoding="utf-8")
