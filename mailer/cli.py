@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 import itertools
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -145,20 +145,42 @@ def digest(
     _write_previews(prepared, folder, strict=strict, limit=limit, lists_dir=settings.lists_dir)
 
 
+class _Skips:
+    """Rows left out of a run: invalid ones (warned as they are met) and suppressed ones."""
+
+    def __init__(self, suppression: Suppression) -> None:
+        self.suppression = suppression
+        self.invalid = 0
+        self.suppressed = 0
+
+    def recipients(self, prepared: PreparedIssue, *, strict: bool) -> Iterator[Recipient]:
+        return prepared.recipients(
+            strict=strict,
+            on_problem=self._warn,
+            skip=self.suppression.is_suppressed,
+            on_skip=self._skip,
+        )
+
+    def _warn(self, problem: RowProblem) -> None:
+        self.invalid += 1
+        err(f"warning: skipped {problem}")
+
+    def _skip(self, recipient: Recipient) -> None:
+        self.suppressed += 1
+
+    def report(self) -> None:
+        if self.invalid:
+            print(f"Skipped {self.invalid} invalid list row{'s' if self.invalid != 1 else ''}.")
+        if self.suppressed:
+            plural = "es" if self.suppressed != 1 else ""
+            print(f"Skipped {self.suppressed} suppressed address{plural}.")
+
+
 def _write_previews(
     prepared: PreparedIssue, folder: Path, *, strict: bool, limit: int | None, lists_dir: Path
 ) -> None:
-    problems: list[RowProblem] = []
-
-    def warn(problem: RowProblem) -> None:
-        problems.append(problem)
-        err(f"warning: skipped {problem}")
-
-    suppressed = Suppression.for_lists_dir(lists_dir)
-    skipped: list[Recipient] = []
-    recipients = prepared.recipients(
-        strict=strict, on_problem=warn, skip=suppressed.is_suppressed, on_skip=skipped.append
-    )
+    skips = _Skips(Suppression.for_lists_dir(lists_dir))
+    recipients = skips.recipients(prepared, strict=strict)
     if limit is not None:
         recipients = itertools.islice(recipients, limit)
     first = next(recipients, None)
@@ -177,10 +199,7 @@ def _write_previews(
         f"{prepared.digest.subject!r} ({len(prepared.digest.articles)} articles) to {folder}/"
     )
     print(f"Open {folder / 'digest.html'} in a browser, or any .eml file in a mail client.")
-    if problems:
-        print(f"Skipped {len(problems)} invalid row{'s' if len(problems) != 1 else ''}.")
-    if skipped:
-        print(f"Skipped {len(skipped)} suppressed address{'es' if len(skipped) != 1 else ''}.")
+    skips.report()
     if written != sum(counts.values()):
         raise typer.Exit(EXIT_INCOMPLETE)
 
@@ -196,14 +215,8 @@ def _send(
     lists_dir: Path,
     resend_unknown: bool,
 ) -> int:
-    problems: list[RowProblem] = []
-
-    def warn(problem: RowProblem) -> None:
-        problems.append(problem)
-        err(f"warning: skipped {problem}")
-
-    suppressed = Suppression.for_lists_dir(lists_dir)
-    skipped: list[Recipient] = []
+    skips = _Skips(Suppression.for_lists_dir(lists_dir))
+    suppressed = skips.suppression
     with Ledger.open(ledger_path, wait=2.0) as ledger:
         if ledger.recovered:
             print(
@@ -218,12 +231,7 @@ def _send(
             kind="digest",
             list_path=str(prepared.list_path),
             subject=prepared.digest.subject,
-            recipients=prepared.recipients(
-                strict=strict,
-                on_problem=warn,
-                skip=suppressed.is_suppressed,
-                on_skip=skipped.append,
-            ),
+            recipients=skips.recipients(prepared, strict=strict),
         )
         if existing is not None:
             print(f"Resuming campaign {campaign.name!r} ({campaign.frozen_count} recipients).")
@@ -256,11 +264,8 @@ def _send(
         counts = settle_campaign(ledger, campaign)
         bounced: Reason = "bounced"
         bounces = [(row.email, bounced) for row in ledger.hard_bounces(campaign)]
-    if problems:
-        print(f"Skipped {len(problems)} invalid list row{'s' if len(problems) != 1 else ''}.")
-    skipped_count = len(skipped) + len(run.suppressed)
-    if skipped_count:
-        print(f"Skipped {skipped_count} suppressed address{'es' if skipped_count != 1 else ''}.")
+    skips.suppressed += len(run.suppressed)
+    skips.report()
     if bounces:
         added = suppressed.add_many(bounces, note="hard bounce (5.1.x) during delivery")
         if added:
