@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from mailer.cli_common import err, reports_errors
+from mailer.cli_forward import register as register_forward
 from mailer.cli_lists import register as register_lists
 from mailer.cli_status import register as register_status
 from mailer.delivery import DeliveryPolicy, deliver
@@ -317,6 +318,7 @@ async def _count(results: AsyncIterator[SendResult]) -> Counter[Status]:
 
 register_lists(app)
 register_status(app)
+register_forward(app)
 
 
 def main() -> None:

@@ -171,9 +171,12 @@ class Composer:
             "Date: " + email.utils.format_datetime(when),
             "MIME-Version: 1.0",
             f'Content-Type: multipart/alternative; boundary="{boundary}"',
-            "List-Id: "
-            + format_address(envelope.from_name, ascii_domain(envelope.list_id), field="List-Id"),
         ]
+        if envelope.list_id:  # a one-off message (a forward) belongs to no list
+            list_id = ascii_domain(envelope.list_id)
+            headers.append(
+                "List-Id: " + format_address(envelope.from_name, list_id, field="List-Id")
+            )
         if envelope.reply_to:
             headers.append("Reply-To: " + format_address("", envelope.reply_to, field="Reply-To"))
         if unsubscribe_token is not None:

@@ -1,0 +1,184 @@
+"""The ``mailer forward`` command: one article to up to five friends, each their own message."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mailer.cli_common import reports_errors
+from mailer.delivery import deliver
+from mailer.errors import EXIT_OK, EXIT_RESUMABLE, InputError
+from mailer.forward import (
+    MAX_FRIENDS,
+    MAX_NOTE_CHARS,
+    Forward,
+    check_history,
+    forward_composer,
+    prepare_forward,
+    render_forward,
+    start_campaigns,
+)
+from mailer.ledger import Ledger, is_hard_bounce
+from mailer.models import Recipient, Rendered, SendResult, Status
+from mailer.pipeline import delivery_policy, newsletter_context, smtp_config
+from mailer.progress import Report, run_with_progress
+from mailer.render import make_environment
+from mailer.sending import CampaignRun, campaign_delivery, settle_campaign
+from mailer.settings import Settings, load_settings
+from mailer.suppression import Reason, Suppression
+from mailer.transports.files import FilesTransport
+from mailer.transports.smtp import SMTPTransport
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``forward`` command to the main app."""
+    app.command("forward")(forward)
+
+
+@reports_errors
+def forward(
+    article: Annotated[
+        str,
+        typer.Argument(metavar="ARTICLE", help="Article file in the articles folder, or its slug."),
+    ],
+    to: Annotated[
+        list[str],
+        typer.Option(
+            "--to",
+            metavar="EMAIL",
+            help=f"The friend's address; repeat for up to {MAX_FRIENDS} friends, "
+            "each of whom gets their own message.",
+        ),
+    ],
+    sender: Annotated[
+        str,
+        typer.Option(
+            metavar="'NAME <EMAIL>'",
+            help="Who shares it: 'Name <address>' or just the address; replies go there.",
+        ),
+    ],
+    note: Annotated[
+        str | None,
+        typer.Option(
+            metavar="TEXT", help=f"A short plain-text note, at most {MAX_NOTE_CHARS} characters."
+        ),
+    ] = None,
+    send: Annotated[
+        bool, typer.Option(help="Really send over SMTP (default: write previews).")
+    ] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="DIR", help="Preview folder (default: <MAILER_PREVIEWS_DIR>/forward-<slug>)."
+        ),
+    ] = None,
+) -> None:
+    """Send one article to a friend with a short note, from the newsletter on the sharer's
+    behalf; writes previews unless --send is given.
+
+    Refused, with nothing sent or written: more than 5 friends, a note over 500 characters,
+    control characters or line breaks in the name, note or an address, an address that is
+    not exactly one valid address, a friend who cannot receive forwards, an article the
+    friend already got, and more than MAILER_FORWARD_DAILY_QUOTA forwards (default 10) by
+    one sender in 24 hours. Only messages actually sent count.
+    """
+    if send and out is not None:
+        raise InputError("--send sends and --out writes previews; give one of them")
+    settings = load_settings()
+    suppression = Suppression.for_lists_dir(settings.lists_dir)
+    request = prepare_forward(
+        settings,
+        article=article,
+        friends=to,
+        sender=sender,
+        note=note,
+        is_suppressed=suppression.is_suppressed,
+    )
+    env = make_environment(settings.templates_dir)
+    rendered = render_forward(request, env=env, newsletter=newsletter_context(settings))
+    if send:
+        raise typer.Exit(_send(settings, request, rendered, suppression))
+    folder = out or settings.previews_dir / request.preview_name
+    _write_previews(settings, request, rendered, folder)
+
+
+def _write_previews(settings: Settings, request: Forward, rendered: Rendered, folder: Path) -> None:
+    """The dry run: the same guards (the ledger read only), nothing recorded."""
+    ledger = Ledger.open(settings.ledger, readonly=True) if settings.ledger.is_file() else None
+    try:
+        check_history(ledger, request, quota=settings.forward_daily_quota)
+    finally:
+        if ledger is not None:
+            ledger.close()
+    composers = [forward_composer(settings, request, rendered, f) for f in request.friends]
+    first = Recipient(email=request.friends[0])
+    html, text = composers[0].preview_documents(first, rendered)
+    transport = FilesTransport(folder, extras={"forward.html": html, "forward.txt": text})
+    messages = (
+        composer.compose(Recipient(email=friend), index)
+        for index, (composer, friend) in enumerate(zip(composers, request.friends, strict=True), 1)
+    )
+    counts = asyncio.run(_count(deliver(transport, messages)))
+    written = counts[Status.SENT]
+    print(
+        f"Wrote {written} message{'s' if written != 1 else ''} for {rendered.subject!r} "
+        f"to {folder}/ (nothing was sent)"
+    )
+    print(f"Open {folder / 'forward.html'} in a browser, or any .eml file in a mail client.")
+
+
+def _send(
+    settings: Settings, request: Forward, rendered: Rendered, suppression: Suppression
+) -> int:
+    """Check the ledger under its write lock, record one campaign per friend, send each."""
+    policy = delivery_policy(settings)
+    ledger = Ledger.open(settings.ledger, wait=2.0)
+    code = EXIT_OK
+    try:
+        check_history(ledger, request, quota=settings.forward_daily_quota)
+        campaigns = start_campaigns(ledger, request)
+        for friend, campaign in zip(request.friends, campaigns, strict=True):
+            transport = SMTPTransport(smtp_config(settings))
+            print(f"Forwarding {rendered.subject!r} to {friend} via {transport.config.where}")
+            composer = forward_composer(settings, request, rendered, friend)
+            run = campaign_delivery(
+                ledger,
+                campaign,
+                transport,
+                policy,
+                composer.compose,
+                skip=suppression.is_suppressed,
+            )
+            report = asyncio.run(_drive(run, ledger))
+            settle_campaign(ledger, campaign)
+            bounced: Reason = "bounced"
+            bounces = [
+                (r.email, bounced) for r in report.failures if is_hard_bounce(r.code, r.reply)
+            ]
+            if bounces:  # as for a digest: a 5.1.x address is not mailed again
+                suppression.add_many(bounces, note="hard bounce (5.1.x) of a forward")
+            if report.interrupted:
+                return EXIT_RESUMABLE
+            code = max(code, report.exit_code)
+    finally:
+        ledger.close()
+    return code
+
+
+async def _drive(run: CampaignRun, ledger: Ledger) -> Report:
+    try:
+        return await run_with_progress(run.engine, total=max(run.planned, 1))
+    finally:
+        await ledger.flush()
+
+
+async def _count(results: AsyncIterator[SendResult]) -> Counter[Status]:
+    counts: Counter[Status] = Counter()
+    async for result in results:
+        counts[result.status] += 1
+    return counts

@@ -1,0 +1,342 @@
+"""Send one article to a friend: the forward's guards, its message, and its ledger records.
+
+A forward lets a reader choose a recipient and add text under the newsletter's name, so
+every input is treated as hostile: names, notes and addresses are checked before anything
+is rendered, written or sent, and the ledger caps how many forwards one sender may make.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+from markupsafe import Markup
+
+from mailer.articles import ARTICLE_SUFFIXES, compile_clutter, load_article, load_articles
+from mailer.errors import GuardError, HeaderError, InputError
+from mailer.ledger import Campaign, Ledger, State
+from mailer.messages import Composer, Envelope, check_header_value
+from mailer.models import Article, Recipient, Rendered
+from mailer.render import personal_fields, render_template_pair
+from mailer.settings import Settings
+from mailer.subscribers import address_key, normalise_email
+
+KIND = "forward"
+MAX_FRIENDS = 5
+MAX_NOTE_CHARS = 500
+MAX_NAME_CHARS = 64
+QUOTA_WINDOW = dt.timedelta(hours=24)
+
+# Said for a suppressed friend and for a friend who already has this article: a sender
+# learns neither that someone unsubscribed nor what someone else sent them.
+CANNOT_FORWARD = "cannot forward this article to {friend}"
+
+# check_header_value refuses C0 controls, DEL, NEL and U+2028/U+2029; add the rest of C1,
+# and the bidirectional overrides and isolates that make text read other than it is.
+_INVISIBLE_RE = re.compile("[\x80-\x9f\u202a-\u202e\u2066-\u2069\ufeff]")
+# "Name <address>" (the name optionally in plain double quotes) or a bare address.
+_NAMED_RE = re.compile(r'(?:"(?P<quoted>[^"\\]*)"|(?P<plain>[^<>"\\]*?))\s*<(?P<address>[^<>\s]+)>')
+# Characters that make a display name parse as something else (another address, a comment,
+# a group), and the look of a web or e-mail address: a name is a name.
+_NAME_SPECIALS_RE = re.compile(r'[<>"\\()\[\],;:@]')
+_NAME_LINK_RE = re.compile(r"(?i)://|\bwww\.|[a-z0-9]\.[a-z]{2,}\b")
+# What a mail client might turn into a link in the note: schemes, www., domain.tld.
+_LINKISH_RE = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*:\S+|\bwww\.\S+|\b[\w-]+(?:\.[\w-]+)+\b")
+
+
+@dataclass(frozen=True, slots=True)
+class Sender:
+    """Who asks for the forward: a display name (may be empty) and a normalised address."""
+
+    name: str
+    address: str
+
+    @property
+    def display(self) -> str:
+        return self.name or self.address
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """One checked request: an article, who sends it, to whom, and the note."""
+
+    article: Article
+    sender: Sender
+    friends: tuple[str, ...]
+    note: str
+
+    @property
+    def subject(self) -> str:
+        return f"{self.sender.display} shared: {self.article.title}"
+
+    @property
+    def preview_name(self) -> str:
+        """``forward-<slug>``, safe as a folder name whatever the front matter's slug."""
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "-", self.article.slug).strip(".-")
+        return f"forward-{slug or 'article'}"
+
+    def campaign_name(self, friend: str) -> str:
+        """Stable, so that running the same forward again resumes it (a deferred message)."""
+        return f"forward {self.article.slug} from {self.sender.address} to {friend}"
+
+
+# --- input guards (no file, no ledger) ---------------------------------------------------
+
+
+def _no_controls(field: str, value: str) -> str:
+    check_header_value(field, value)  # also what an RFC 2047 encoded word decodes to
+    if _INVISIBLE_RE.search(value):
+        raise HeaderError(f"{field}: contains an invisible control character")
+    return value
+
+
+def check_address(value: str, *, field: str) -> str:
+    """Refuse controls (also encoded), then email-validator's verdict and normalised form."""
+    _no_controls(field, value)
+    try:
+        return normalise_email(value)
+    except ValueError as exc:
+        raise InputError(f"{field}: {exc}") from None
+
+
+def check_name(name: str, *, field: str = "--sender") -> str:
+    _no_controls(f"{field} name", name)
+    name = " ".join(name.split())
+    if len(name) > MAX_NAME_CHARS:
+        raise GuardError(f"{field}: the name is longer than {MAX_NAME_CHARS} characters")
+    if _NAME_SPECIALS_RE.search(name) or "=?" in name:
+        raise InputError(
+            f'{field}: the name may not contain < > " \\ ( ) [ ] , ; : @ or =?',
+            hint='write it as "Name <address>" or just the address',
+        )
+    if _NAME_LINK_RE.search(name):
+        raise GuardError(f"{field}: the name looks like a web address; give a person's name")
+    return name
+
+
+def parse_sender(value: str) -> Sender:
+    """``Name <address>`` or a bare address, and nothing else: one address, no comments,
+    no groups, no second pair of brackets."""
+    _no_controls("--sender", value)
+    text = value.strip()
+    if "<" not in text and ">" not in text:
+        return Sender("", check_address(text, field="--sender"))
+    match = _NAMED_RE.fullmatch(text)
+    if match is None:
+        raise InputError(
+            f"--sender: {value!r} is not of the form 'Name <address>' or 'address'",
+            hint="give one address; comments, groups and lists are not accepted",
+        )
+    raw_name = match.group("quoted") if match.group("quoted") is not None else match["plain"]
+    name = check_name(raw_name)
+    return Sender(name, check_address(match.group("address"), field="--sender"))
+
+
+def check_note(note: str | None) -> str:
+    """Plain text on one line, at most ``MAX_NOTE_CHARS`` characters."""
+    if not note:
+        return ""
+    _no_controls("--note", note)
+    if len(note) > MAX_NOTE_CHARS:
+        raise GuardError(
+            f"--note: {len(note)} characters; a note may have at most {MAX_NOTE_CHARS}"
+        )
+    return note.strip()
+
+
+def check_friends(values: Sequence[str]) -> tuple[str, ...]:
+    if not values:
+        raise InputError("--to: give the friend's address")
+    if len(values) > MAX_FRIENDS:
+        raise GuardError(
+            f"--to: {len(values)} addresses; a forward goes to at most {MAX_FRIENDS} friends"
+        )
+    friends: list[str] = []
+    seen: set[str] = set()
+    for value in values:
+        friend = check_address(value, field="--to")
+        if address_key(friend) in seen:
+            raise InputError(f"--to: {friend} is given twice")
+        seen.add(address_key(friend))
+        friends.append(friend)
+    return tuple(friends)
+
+
+def find_article(
+    ref: str,
+    articles_dir: Path,
+    *,
+    clutter_patterns: Sequence[str] = (),
+    base_url: str | None = None,
+) -> Article:
+    """A path to an article file inside the articles folder, or an article's slug."""
+    folder = articles_dir.resolve()
+    clutter = compile_clutter(clutter_patterns)
+    if "/" in ref or Path(ref).suffix.lower() in ARTICLE_SUFFIXES:
+        path = Path(ref).resolve()
+        if not path.is_relative_to(folder) or any(
+            part.startswith((".", "_")) for part in path.relative_to(folder).parts
+        ):
+            raise InputError(f"{ref}: not an article of the articles folder {articles_dir}")
+        if path.suffix.lower() not in ARTICLE_SUFFIXES or not path.is_file():
+            raise InputError(f"{ref}: no such article file")
+        return load_article(path, clutter=clutter, base_url=base_url)
+    if not folder.is_dir():
+        raise InputError(f"{articles_dir}: articles folder not found")
+    # A file named after the slug is the common case, and needs no other file to parse.
+    for suffix in ARTICLE_SUFFIXES:
+        for path in sorted(folder.rglob(f"{_glob_escape(ref)}{suffix}")):
+            relative = path.relative_to(folder).parts
+            if not any(part.startswith((".", "_")) for part in relative) and path.is_file():
+                return load_article(path, clutter=clutter, base_url=base_url)
+    for article in load_articles(articles_dir, extra_clutter=clutter_patterns, base_url=base_url):
+        if article.slug == ref:
+            return article
+    raise InputError(f"{ref}: no article with this slug in {articles_dir}")
+
+
+def _glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[\]])", r"[\1]", text)
+
+
+def prepare_forward(
+    settings: Settings,
+    *,
+    article: str,
+    friends: Sequence[str],
+    sender: str,
+    note: str | None,
+    is_suppressed: Callable[[str], bool],
+) -> Forward:
+    """Every guard that needs no ledger, for every friend. Raises ``MailerError``."""
+    checked_sender = parse_sender(sender)
+    checked_note = check_note(note)
+    checked_friends = check_friends(friends)
+    for friend in checked_friends:
+        if is_suppressed(friend):
+            raise GuardError(CANNOT_FORWARD.format(friend=friend))
+    found = find_article(
+        article,
+        settings.articles_dir,
+        clutter_patterns=settings.clutter_patterns,
+        base_url=settings.article_base_url,
+    )
+    return Forward(found, checked_sender, checked_friends, checked_note)
+
+
+# --- ledger guards -----------------------------------------------------------------------
+
+
+def check_history(
+    ledger: Ledger | None, forward: Forward, *, quota: int, now: dt.datetime | None = None
+) -> None:
+    """The quota per sender and the one-per-friend-and-article rule, from what was sent.
+
+    ``ledger`` is ``None`` when there is none yet (nothing was ever sent). Run it under the
+    ledger's write lock before a send, so that two runs cannot both pass it.
+    """
+    if ledger is None:
+        return
+    for friend in forward.friends:
+        if ledger.forward_exists(friend, forward.article.slug):
+            raise GuardError(CANNOT_FORWARD.format(friend=friend))
+        earlier = ledger.campaign(forward.campaign_name(friend))
+        if earlier is not None and ledger.counts(earlier)[State.FAILED]:
+            raise GuardError(
+                f"{friend}: the mail server refused this forward before; not sending it again",
+                hint=f"`mailer status '{earlier.name}'` shows its reply",
+            )
+    since = (now or dt.datetime.now(dt.UTC)) - QUOTA_WINDOW
+    done = ledger.forward_count_since(forward.sender.address, since)
+    if done + len(forward.friends) > quota:
+        left = max(0, quota - done)
+        raise GuardError(
+            f"{forward.sender.address} may forward {quota} articles per 24 hours; "
+            f"{done} sent, {left} left, {len(forward.friends)} asked",
+            hint="try again later",
+        )
+
+
+def start_campaigns(ledger: Ledger, forward: Forward) -> list[Campaign]:
+    """One campaign per friend, each linked to its forward record (once)."""
+    campaigns = []
+    for friend in forward.friends:
+        name = forward.campaign_name(friend)
+        is_new = ledger.campaign(name) is None
+        campaign = ledger.start_campaign(
+            name, kind=KIND, subject=forward.subject, recipients=[Recipient(email=friend)]
+        )
+        if is_new:
+            ledger.record_forward(
+                campaign,
+                sender=forward.sender.address,
+                friend=friend,
+                article=forward.article.slug,
+            )
+        campaigns.append(campaign)
+    return campaigns
+
+
+# --- the message -------------------------------------------------------------------------
+
+
+def note_html(note: str) -> Markup:
+    """The note escaped, with the dots and colons of anything link-like in their own
+    ``<span>``, so that mail clients that linkify text see no address to link."""
+    out: list[str] = []
+    last = 0
+    for match in _LINKISH_RE.finditer(note):
+        out.append(html.escape(note[last : match.start()]))
+        out.append(re.sub(r"([.:])", r"<span>\1</span>", html.escape(match.group(0))))
+        last = match.end()
+    out.append(html.escape(note[last:]))
+    return Markup("".join(out))
+
+
+def render_forward(
+    forward: Forward, *, env: jinja2.Environment, newsletter: dict[str, object]
+) -> Rendered:
+    """Render and inline ``forward.html.j2`` / ``forward.txt.j2`` once for every friend."""
+    context = {
+        "newsletter": newsletter,
+        "article": forward.article,
+        # ``named`` is false for a bare address: then ``name`` is the address itself.
+        "sender": {
+            "name": forward.sender.display,
+            "address": forward.sender.address,
+            "named": bool(forward.sender.name),
+        },
+        "note": forward.note,
+        "note_html": note_html(forward.note),
+        "forward": {"subject": forward.subject},
+    }
+    html_doc, text_doc = render_template_pair(
+        env, "forward", fields=personal_fields(()), context=context
+    )
+    return Rendered(subject=forward.subject, html=html_doc, text=text_doc)
+
+
+def forward_composer(
+    settings: Settings, forward: Forward, rendered: Rendered, friend: str
+) -> Composer:
+    """From the newsletter's own address (DMARC), named after the sender; replies go to
+    the sender; no unsubscribe token, as the friend is not a subscriber."""
+    envelope = Envelope(
+        from_name=f"{forward.sender.display} via {settings.newsletter_name}",
+        from_address=settings.from_address,
+        list_id="",  # a forward is a one-off message, not list mail
+        unsubscribe_url=settings.unsubscribe_url,
+        reply_to=forward.sender.address,
+    )
+    return Composer(
+        rendered,
+        envelope,
+        unsubscribe_token=None,
+        campaign_key=forward.campaign_name(friend),
+        name_fallback=settings.name_fallback,
+    )
