@@ -1,7 +1,7 @@
 """Sending benchmark: `mailer digest --send` against plain aiosmtplib, into a local SMTP sink.
 
 Usage: .venv/bin/python bench/bench_send.py [--n 20000] [--concurrency 8] [--keep DIR]
-       .venv/bin/python bench/bench_send.py --n 3000 --profile   (cProfile both children)
+       .venv/bin/python bench/bench_send.py --n 3000 --profile   (cProfile every child)
 
 It starts Postfix's `smtp-sink` on 127.0.0.1 (an in-process aiosmtpd server if smtp-sink is
 absent), writes 20 synthetic articles and a list of --n synthetic subscribers into a
@@ -11,13 +11,24 @@ temporary folder, and then runs, each as its own child process:
    its bytes are what the reference sends;
 2. `mailer digest --send --concurrency C`: the real end-to-end path (articles, render,
    inlining, personalisation, SMTP), with the sink as the relay;
-3. the reference: plain aiosmtplib, C asyncio tasks each with one connection reused for
+3. the same pipeline without the ledger (this script's --no-ledger-child mode): in process,
+   what `digest --send` does minus the ledger: settings, `prepare_digest`, the suppression
+   check, `composer.compose` over `prepared.recipients(strict=False)`, and the same delivery
+   engine (`Delivery(...).run()` driven by the CLI's `run_with_progress`), with no
+   `before_send` / `after_send`. It imports `mailer.cli` first, so that its interpreter
+   start-up and imports are the CLI's;
+4. the reference: plain aiosmtplib, C asyncio tasks each with one connection reused for
    every message, `SMTP.sendmail()` of the one pre-built message to each address of the list.
+
+Every child gets the same environment, working folder, sink and N. Each `digest --send`
+child gets a fresh MAILER_LEDGER (a second run of the same campaign would send nothing);
+the ledger's size and its row states are reported after the run.
 
 Wall time, CPU (user + sys) and peak RSS of each child come from os.wait4 on that child, so
 each figure belongs to that process alone. Messages/s is N over the child's whole wall time,
 start-up included. Targets, from issue 3: mailer ≥ 1.0× the reference in msg/s (stretch
-1.5×), peak RSS ≤ 150 MB at 100,000 subscribers (`--n 100000`).
+1.5×), peak RSS ≤ 150 MB at 100,000 subscribers (`--n 100000`). From issue 4: the ledger
+may cost at most 10% of the throughput, i.e. msg/s with the ledger ≥ 0.90× msg/s without.
 """
 
 from __future__ import annotations
@@ -48,6 +59,7 @@ ISSUE_DATE = dt.date(2026, 11, 27)
 ARTICLES = 20
 SENDER = "newsletter@example.com"  # mailer's default MAILER_FROM
 RSS_TARGET_MB = 150.0
+LEDGER_COST_TARGET = 10.0  # percent of the throughput without the ledger (issue 4)
 
 TITLES = [
     "The river path reopens after two years of flood repairs",
@@ -348,6 +360,49 @@ def child_env(port: int, ledger: Path) -> dict[str, str]:
     return env
 
 
+def fresh_ledger(root: Path, label: str) -> Path:
+    """A ledger path no earlier run has used (a re-run of the same campaign sends nothing)."""
+    path = root / f"ledger-{label}.sqlite3"
+    for suffix in ("", "-wal", "-shm", "-journal", ".lock"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    return path
+
+
+@dataclass
+class LedgerFile:
+    size: int  # the database file
+    wal: int  # what is left in <path>-wal (0 when the last close checkpointed it away)
+    states: dict[str, int]
+
+
+def inspect_ledger(path: Path) -> LedgerFile | None:
+    """The ledger's size on disk and its rows per state, read after the child exited."""
+    import sqlite3
+
+    if not path.is_file():
+        return None
+    wal = Path(f"{path}-wal")
+    size, wal_size = path.stat().st_size, wal.stat().st_size if wal.exists() else 0
+    try:
+        conn = sqlite3.connect(path)
+        try:
+            rows = conn.execute("SELECT state, count(*) FROM deliveries GROUP BY state").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        rows = []
+    return LedgerFile(size, wal_size, {str(state): int(count) for state, count in rows})
+
+
+SUMMARY_RE = re.compile(r"^(\d+) recipients in ([0-9.]+) s \(", re.MULTILINE)
+
+
+def send_loop_seconds(text: str) -> float | None:
+    """The engine's own time, from the CLI's summary line `N recipients in X s (R msg/s)`."""
+    found = SUMMARY_RE.findall(text)
+    return float(found[-1][1]) if found else None
+
+
 # --- the reference (runs in its own child: --reference) ---------------------------------
 
 
@@ -388,6 +443,58 @@ def reference_main(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- the pipeline without the ledger (runs in its own child: --no-ledger-child) ----------
+
+
+def no_ledger_main(args: argparse.Namespace) -> int:
+    """What `mailer digest --send` does, in process, minus the ledger.
+
+    Same settings (from the environment, plus the flags the CLI passes), same preparation,
+    the same suppression check, the same engine, progress and summary; no campaign, no
+    `mark_sending` before each message, no `record` after it.
+    """
+    import mailer.cli  # noqa: F401  (the CLI's module graph: equal start-up and imports)
+    from mailer.delivery import Delivery
+    from mailer.models import Status
+    from mailer.pipeline import (
+        DigestOptions,
+        delivery_policy,
+        estimate_rows,
+        prepare_digest,
+        smtp_config,
+    )
+    from mailer.progress import run_with_progress
+    from mailer.settings import load_settings
+    from mailer.suppression import Suppression
+    from mailer.transports.smtp import SMTPTransport
+
+    started = time.perf_counter()
+    settings = load_settings(articles_dir=Path(args.articles), concurrency=args.concurrency)
+    settings.require_real_secret()
+    transport = SMTPTransport(smtp_config(settings))
+    prepared = prepare_digest(
+        settings, DigestOptions(issue_date=dt.date.fromisoformat(args.date), list_ref=args.list)
+    )
+    suppressed = Suppression.for_lists_dir(settings.lists_dir)
+    recipients = prepared.recipients(strict=False, skip=suppressed.is_suppressed)
+    messages = (prepared.composer.compose(r, i) for i, r in enumerate(recipients, 1))
+    engine = Delivery(transport, messages, delivery_policy(settings))
+    print(f"Sending {prepared.digest.subject!r} without a ledger", flush=True)
+    report = asyncio.run(run_with_progress(engine, total=estimate_rows(prepared.list_path)))
+    sent = report.counts[Status.SENT]
+    print(
+        json.dumps(
+            {
+                "sent": sent,
+                "results": sum(report.counts.values()),
+                "send_seconds": report.elapsed,
+                "main_seconds": time.perf_counter() - started,
+            }
+        )
+    )
+    return report.exit_code
+
+
 # --- the benchmark ----------------------------------------------------------------------
 
 
@@ -424,7 +531,8 @@ def bench(args: argparse.Namespace) -> int:
         write_articles(articles, rng)
         write_list(list_path, args.n, rng)
         sink = Sink(kind, root)
-        env = child_env(sink.port, root / "ledger.sqlite3")
+        # The children that send get a fresh ledger each (see measure); the others none.
+        env = child_env(sink.port, root / "ledger-unused.sqlite3")
         common = ["--date", ISSUE_DATE.isoformat(), "--articles", str(articles)]
         common += ["--list", str(list_path)]
         print(f"python:    {sys.version.split()[0]} on {os.cpu_count()} CPUs")
@@ -449,11 +557,14 @@ def bench(args: argparse.Namespace) -> int:
         print(f"message:   {size} bytes ({size / 1024:.1f} KiB), {eml.name}")
         print(f"           {preview.stdout.strip().splitlines()[0]}")
 
-        def measure(label: str, argv: list[str]) -> tuple[Run, int, float | None]:
+        def measure(
+            label: str, argv: list[str], ledger: Path | None = None
+        ) -> tuple[Run, int, float | None]:
             """One measured child, with the sink's message count and CPU over that run."""
             assert sink is not None
+            child = env if ledger is None else {**env, "MAILER_LEDGER": str(ledger)}
             before, sink_cpu = sink.accepted() or 0, sink.cpu_seconds()
-            run = run_child(label, argv, env=env, cwd=root, timeout=args.timeout)
+            run = run_child(label, argv, env=child, cwd=root, timeout=args.timeout)
             seen = (sink.wait_settled(before + args.n) or 0) - before
             after_cpu = sink.cpu_seconds()
             used = None if sink_cpu is None or after_cpu is None else after_cpu - sink_cpu
@@ -465,8 +576,9 @@ def bench(args: argparse.Namespace) -> int:
 
         print(f"load avg:  {_loadavg()} (before the measured runs)")
 
-        # 2. mailer digest --send, end to end
+        # 2. mailer digest --send, end to end, with a fresh ledger
         mailer_prof = root / "mailer.prof" if args.profile else None
+        ledger_path = fresh_ledger(root, "mailer")
         mailer, mailer_seen, mailer_sink_cpu = measure(
             "mailer",
             [
@@ -475,9 +587,31 @@ def bench(args: argparse.Namespace) -> int:
                 *("-m", "mailer", "digest", *common, "--send"),
                 *("--concurrency", str(args.concurrency)),
             ],
+            ledger=ledger_path,
         )
+        ledger_file = inspect_ledger(ledger_path)
+        if ledger_file is None:
+            failures.append(f"mailer left no ledger at {ledger_path}")
+        elif ledger_file.states.get("sent", 0) != args.n:
+            failures.append(f"the ledger's rows are {ledger_file.states}, not {args.n} sent")
 
-        # 3. the reference: plain aiosmtplib, C reused connections, one pre-built message
+        # 3. the same pipeline in process, without the ledger
+        bare_prof = root / "no-ledger.prof" if args.profile else None
+        bare, bare_seen, bare_sink_cpu = measure(
+            "no-ledger",
+            [
+                python,
+                *profile_argv(bare_prof),
+                *(str(Path(__file__).resolve()), "--no-ledger-child"),
+                *("--date", ISSUE_DATE.isoformat(), "--articles", str(articles)),
+                *("--list", str(list_path), "--concurrency", str(args.concurrency)),
+            ],
+        )
+        bare_inner = _last_json(bare.stdout)
+        if bare_inner is None or bare_inner.get("sent") != args.n:
+            failures.append(f"the no-ledger child reported {bare_inner}, not {args.n} sent")
+
+        # 4. the reference: plain aiosmtplib, C reused connections, one pre-built message
         ref_prof = root / "reference.prof" if args.profile else None
         reference, ref_seen, ref_sink_cpu = measure(
             "reference",
@@ -497,6 +631,9 @@ def bench(args: argparse.Namespace) -> int:
         print("mailer output (tail):")
         for line in _tail(mailer.stdout + mailer.stderr, 12):
             print(f"  | {line}")
+        print("no-ledger child output (tail):")
+        for line in _tail(bare.stdout + bare.stderr, 6):
+            print(f"  | {line}")
         if reference.stderr.strip():
             print("reference stderr (tail):")
             for line in _tail(reference.stderr, 12):
@@ -504,6 +641,7 @@ def bench(args: argparse.Namespace) -> int:
         print()
         rows = [
             ("mailer digest --send", mailer, mailer_seen, mailer_sink_cpu),
+            ("same pipeline, no ledger", bare, bare_seen, bare_sink_cpu),
             ("plain aiosmtplib (reference)", reference, ref_seen, ref_sink_cpu),
         ]
         header = (
@@ -521,6 +659,32 @@ def bench(args: argparse.Namespace) -> int:
                 f"{sink_share:>12}"
             )
         print("-" * len(header))
+        with_rate, without_rate = args.n / mailer.wall, args.n / bare.wall
+        cost = 100 * (1 - with_rate / without_rate)
+        verdict = "OK" if cost <= LEDGER_COST_TARGET else "OVER THE TARGET"
+        print(
+            f"ledger cost: {cost:.1f} % of throughput ({with_rate:.0f} msg/s with ledger vs "
+            f"{without_rate:.0f} without; target <= {LEDGER_COST_TARGET:.0f} %: {verdict})"
+        )
+        with_cpu, without_cpu = mailer.cpu * 1000 / args.n, bare.cpu * 1000 / args.n
+        print(
+            f"ledger CPU: {with_cpu:.3f} ms/msg with ledger vs {without_cpu:.3f} without "
+            f"(+{with_cpu - without_cpu:.3f} ms/msg, {100 * (with_cpu / without_cpu - 1):+.1f} %)"
+        )
+        loop_with, loop_without = send_loop_seconds(mailer.stdout), send_loop_seconds(bare.stdout)
+        if loop_with and loop_without:
+            loop_cost = 100 * (1 - loop_without / loop_with)
+            print(
+                f"send loop alone (the CLI's summary line): {loop_with:.2f} s with ledger vs "
+                f"{loop_without:.2f} s without ({args.n / loop_with:.0f} vs "
+                f"{args.n / loop_without:.0f} msg/s, cost {loop_cost:.1f} %)"
+            )
+        if ledger_file is not None:
+            wal = f" + {ledger_file.wal / 1e6:.1f} MB WAL" if ledger_file.wal else ", no WAL left"
+            print(
+                f"ledger file: {ledger_file.size / 1e6:.2f} MB{wal} for {args.n} rows "
+                f"({ledger_file.size / args.n:.0f} bytes/row), states {ledger_file.states}"
+            )
         ratio = reference.wall / mailer.wall
         print(f"ratio mailer / reference (msg/s): {ratio:.2f}x  (target >= 1.0x, stretch 1.5x)")
         print(
@@ -543,7 +707,8 @@ def bench(args: argparse.Namespace) -> int:
         )
         if args.profile:
             print("\n(cProfile was on: the timings above are inflated by the profiler)")
-            for name, prof in (("mailer", mailer_prof), ("reference", ref_prof)):
+            profiles = (("mailer", mailer_prof), ("no-ledger", bare_prof), ("reference", ref_prof))
+            for name, prof in profiles:
                 if prof and prof.exists():
                     print(f"\n===== cProfile: {name} ({prof}) =====")
                     print(summarise_profile(prof, args.profile_lines))
@@ -590,17 +755,24 @@ def main() -> int:
     parser.add_argument("--keep", metavar="DIR", help="work in DIR and keep it")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per child")
     parser.add_argument("--aiosmtpd", action="store_true", help="use aiosmtpd, not smtp-sink")
-    parser.add_argument("--profile", action="store_true", help="run both children in cProfile")
+    parser.add_argument("--profile", action="store_true", help="run every child in cProfile")
     parser.add_argument("--profile-lines", type=int, default=30)
-    # internal: the reference child
+    # internal: the reference child, and the pipeline without the ledger
     parser.add_argument("--reference", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--no-ledger-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--articles", help=argparse.SUPPRESS)
+    parser.add_argument("--date", default=ISSUE_DATE.isoformat(), help=argparse.SUPPRESS)
     parser.add_argument("--eml", help=argparse.SUPPRESS)
     parser.add_argument("--list", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.n < 1 or args.concurrency < 1:
         parser.error("--n and --concurrency must be at least 1")
-    return reference_main(args) if args.reference else bench(args)
+    if args.reference:
+        return reference_main(args)
+    if args.no_ledger_child:
+        return no_ledger_main(args)
+    return bench(args)
 
 
 if __name__ == "__main__":
