@@ -179,12 +179,18 @@ class SMTPTransport:
         self.config = config
         self._context = _tls_context(config) if config.security != "none" else None
         self.last_info: ServerInfo | None = None
+        # Every client this transport created, so that none can outlive the run whatever
+        # path abandoned it (a cancelled task, an error between connect and use).
+        self._clients: set[aiosmtplib.SMTP] = set()
 
     async def open_channel(self) -> SMTPChannel:
         client, _ = await self._connect()
         return SMTPChannel(client, self.config)
 
     async def finish(self, *, complete: bool) -> None:
+        for client in self._clients:
+            client.close()
+        self._clients.clear()
         await _settle_closes()
 
     async def probe(self) -> ServerInfo:
@@ -207,6 +213,7 @@ class SMTPTransport:
             tls_context=self._context,
             local_hostname=cfg.helo_name,
         )
+        self._clients.add(client)
         try:
             banner = await client.connect()
         except SMTPConnectError as exc:
