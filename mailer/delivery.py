@@ -177,7 +177,7 @@ class Delivery:
                     self._resolve_unsent()  # never attempted: it stays pending for a resume
                     continue
                 if channel is None:
-                    channel = await self._open(item)
+                    channel = await self._open()
                     sent_on_channel = 0
                     if channel is None:
                         continue
@@ -211,7 +211,7 @@ class Delivery:
                 with contextlib.suppress(Exception):
                     await channel.close()
 
-    async def _open(self, item: _Item) -> Channel | None:
+    async def _open(self) -> Channel | None:
         """Open a channel; the first one alone, so that a bad password or certificate costs
         one connection, not ``concurrency`` of them (no retry storm)."""
         if self._warm:

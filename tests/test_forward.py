@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import email
 import html
 import json
 import re
 import subprocess
 import sys
 from collections.abc import Iterator
-from email import policy
 from email.message import EmailMessage
 from html.parser import HTMLParser
 from pathlib import Path
@@ -24,6 +22,7 @@ from mailer.forward import CANNOT_FORWARD, MAX_NOTE_CHARS, note_html, parse_send
 from mailer.ledger import Ledger, State
 from mailer.models import Recipient, SendResult, Status
 from mailer.suppression import Suppression
+from tests.mail import body, parsed
 from tests.smtpd import Recorder, Server, smtp_server
 
 SLUG = "2026-11-27-river-path-reopens"
@@ -119,20 +118,6 @@ def assert_nothing_happened(sample: Path, base: dict[str, str], server: Server |
     assert forward_campaigns(base) == []
     if server is not None:
         assert server.recorder.received == []
-
-
-def parsed(data: bytes) -> EmailMessage:
-    msg = email.message_from_bytes(data, policy=policy.default)
-    assert isinstance(msg, EmailMessage)
-    return msg
-
-
-def body(msg: EmailMessage, kind: str) -> str:
-    part = msg.get_body(preferencelist=(kind,))
-    assert part is not None
-    content = part.get_content()
-    assert isinstance(content, str)
-    return content.replace("\r\n", "\n")
 
 
 def previews(sample: Path, slug: str = SLUG) -> list[EmailMessage]:

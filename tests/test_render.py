@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import email
 import shutil
 import subprocess
 import sys
 import zipfile
-from email import policy
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from typer.testing import CliRunner
 from mailer.cli import app
 from mailer.render import inline_css, make_environment, render_template_pair
 from tests.conftest import REPO
+from tests.mail import body, parsed
 
 DIGEST = ["digest", "--date", "2026-11-27"]
 FOLDER = Path("previews") / "digest-2026-11-27"
@@ -39,18 +38,7 @@ def templates(folder: Path, **files: str) -> dict[str, str]:
 
 
 def first_message(root: Path) -> EmailMessage:
-    path = sorted((root / FOLDER).glob("*.eml"))[0]
-    msg = email.message_from_bytes(path.read_bytes(), policy=policy.default)
-    assert isinstance(msg, EmailMessage)
-    return msg
-
-
-def body(msg: EmailMessage, kind: str) -> str:
-    part = msg.get_body(preferencelist=(kind,))
-    assert part is not None
-    content = part.get_content()
-    assert isinstance(content, str)
-    return content.replace("\r\n", "\n")
+    return parsed(sorted((root / FOLDER).glob("*.eml"))[0].read_bytes())
 
 
 def assert_failed_cleanly(result, root: Path, *needles: str) -> str:
