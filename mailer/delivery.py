@@ -62,8 +62,9 @@ class TokenBucket:
                 await asyncio.sleep((1 - self._tokens) / self.rate)
 
 
-# Awaited just before a message is handed to a channel (the ledger marks it "sending",
-# durably, before its data can go out).
+# Called when a message is handed to a channel (the ledger queues its "sending" mark); the
+# channel awaits what it returns after the envelope is accepted and before the message's data
+# can go out, so that the mark's commit overlaps the MAIL and RCPT round trips.
 BeforeSend = Callable[[Outgoing, int], Awaitable[None]]
 # Called synchronously by the worker with each outcome, before the worker takes its next
 # message (the ledger queues the record, so it commits no later than the next mark).
@@ -184,18 +185,18 @@ class Delivery:
                 if self._bucket is not None:
                     await self._bucket.take()
                 item.attempts += 1
+                ready = None
                 if self._before_send is not None:
-                    try:
-                        await self._before_send(item.message, item.attempts)
-                    except Exception as exc:  # the ledger refused or failed: stop cleanly
-                        self._abort(exc)
-                        self._resolve_unsent()
-                        continue
+                    ready = self._before_send(item.message, item.attempts)
                 try:
-                    reply = await channel.send(item.message)
+                    reply = await channel.send(item.message, ready)
                     broken, data_sent = False, True
                 except ChannelBroken as exc:
                     reply, broken, data_sent = exc.reply, True, exc.data_sent
+                except Exception as exc:  # the ledger refused or failed: stop cleanly
+                    self._abort(exc)
+                    self._resolve_unsent()
+                    continue
                 if broken or reply.code == 421:
                     with contextlib.suppress(Exception):
                         await channel.close()

@@ -5,19 +5,26 @@ unknown``. A row is ``sending`` once its Message-ID is committed, which happens 
 message's data can go out; a row still ``sending`` when the ledger is next opened belongs to
 a process that died between DATA and the recorded reply, and becomes ``unknown``.
 
-Writes go through one background thread that owns the write connection and commits in
-groups: callers enqueue a state change and await a future that resolves once the
-transaction holding it has committed (``synchronous=FULL``). Every commit takes everything
-queued so far, in queue order. So if a worker queues its ``record`` for one message before
-its ``mark_sending`` for the next, the record is committed no later than the mark, and after
-a crash at most one row per worker (the concurrency) is left ``sending``. Reads use a second
-connection and see committed rows only.
+State changes are written by a child process, the ledger writer (``mailer.ledger_writer``),
+which owns the write connection and commits in groups (``synchronous=FULL``). Callers queue
+a change and may await it: the wait ends once the transaction holding it has committed.
+Every commit takes everything queued so far, in queue order. So if a worker queues its
+``record`` for one message before its ``mark_sending`` for the next, the record is committed
+no later than the mark, and after a crash at most one row per worker (the concurrency) is
+left ``sending``. Reads, and the synchronous campaign jobs, use connections of their own.
 
-How the delivery engine uses it. ``mark_sending`` must be awaited before the message's data
-goes out. ``record`` queues the change when it is called; awaiting it is optional, but it
-must be called by the worker that sent the message before that worker marks its next one
-(a callback run synchronously when the result is known, not a consumer of a result queue
-that runs later)::
+Why a process: at thousands of messages a second, a writer thread spent more time passing
+the GIL back and forth with the event loop than writing, and it took that time from the
+loop. The writer process costs the sender one pipe write per group and one read per commit.
+It holds the ledger's lock as well, so if the sender is killed, it commits what it had been
+sent and exits before another run can open the ledger.
+
+How the delivery engine uses it. ``mark_sending`` is called when a message is handed to a
+connection and awaited before its DATA command, so that the commit overlaps MAIL and RCPT,
+and the marks of several connections share one commit. ``record`` queues the change when it
+is called; awaiting it is optional, but it must be called by the worker that sent the
+message before that worker marks its next one (a callback run synchronously when the result
+is known, not a consumer of a result queue that runs later)::
 
     ledger = Ledger.open(settings.ledger)
     campaign = ledger.start_campaign(name, kind="digest", list_path=..., subject=...,
@@ -34,36 +41,34 @@ that runs later)::
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import datetime as dt
 import enum
 import fcntl
 import json
 import os
-import queue
 import re
+import select
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
 from mailer.errors import EXIT_FATAL, MailerError
+from mailer.ledger_writer import MARK, RECORD
 from mailer.models import Recipient, SendResult, Status
 
 _T = TypeVar("_T")
 
 APPLICATION_ID: Final = 0x6D6C6472  # "mldr": tells a mailer ledger from any SQLite file
 PAGE_SIZE: Final = 1000  # rows per read when streaming a campaign
-MAX_BATCH: Final = 10_000  # state changes per group commit, at most
-# Group commits apply their changes with one UPDATE ... FROM json_each per kind (see
-# _BULK_MARK_SQL), where SQLite has it; else one statement per change.
-BULK_UPDATES = sqlite3.sqlite_version_info >= (3, 33, 0)
 
 
 class LedgerError(MailerError):
@@ -196,43 +201,6 @@ _ROW_COLUMNS: Final = (
     "address, name, state, position, attempts, message_id, last_code, last_reply, "
     "hard_bounce, updated_at, sending_at, sent_at"
 )
-_MARK_SQL: Final = (
-    "UPDATE deliveries SET state = 'sending', message_id = ?, attempts = attempts + 1, "
-    "sending_at = ?, updated_at = ? WHERE campaign_id = ? AND email = ? "
-    "AND state IN ('pending', 'deferred', 'unknown', 'sending')"
-)
-_RECORD_SQL: Final = (
-    "UPDATE deliveries SET state = ?, last_code = ?, last_reply = ?, "
-    "message_id = coalesce(?, message_id), hard_bounce = ?, updated_at = ?, "
-    "sent_at = coalesce(?, sent_at) WHERE campaign_id = ? AND email = ? AND state <> 'sent'"
-)
-# The same two changes for a whole group in one statement each: the writer thread then takes
-# the GIL a few times per commit instead of twice per message, which keeps the commit's
-# latency low while the event loop is busy. Needs UPDATE ... FROM (SQLite 3.33) and JSON.
-_OPS = "(SELECT {} FROM json_each(?2)) AS ops"
-_BULK_MARK_SQL: Final = (
-    "UPDATE deliveries SET state = 'sending', message_id = ops.mid, attempts = attempts + 1, "
-    "sending_at = ?1, updated_at = ?1 FROM "
-    + _OPS.format(
-        "json_extract(value, '$[0]') AS cid, json_extract(value, '$[1]') AS key, "
-        "json_extract(value, '$[2]') AS mid"
-    )
-    + " WHERE deliveries.campaign_id = ops.cid AND deliveries.email = ops.key "
-    "AND deliveries.state IN ('pending', 'deferred', 'unknown', 'sending')"
-)
-_BULK_RECORD_SQL: Final = (
-    "UPDATE deliveries SET state = ops.state, last_code = ops.code, last_reply = ops.reply, "
-    "message_id = coalesce(ops.mid, message_id), hard_bounce = ops.hard, updated_at = ?1, "
-    "sent_at = CASE WHEN ops.state = 'sent' THEN ?1 ELSE sent_at END FROM "
-    + _OPS.format(
-        "json_extract(value, '$[0]') AS cid, json_extract(value, '$[1]') AS key, "
-        "json_extract(value, '$[2]') AS state, json_extract(value, '$[3]') AS code, "
-        "json_extract(value, '$[4]') AS reply, json_extract(value, '$[5]') AS mid, "
-        "json_extract(value, '$[6]') AS hard"
-    )
-    + " WHERE deliveries.campaign_id = ops.cid AND deliveries.email = ops.key "
-    "AND deliveries.state <> 'sent'"
-)
 _RECOVER_SQL: Final = (
     "UPDATE deliveries SET state = 'unknown', last_code = NULL, "
     "last_reply = 'interrupted: no reply was recorded', updated_at = ? "
@@ -262,204 +230,308 @@ def is_hard_bounce(code: int | None, reply: str) -> bool:
     return code is not None and 500 <= code < 600 and _HARD_BOUNCE_RE.match(reply) is not None
 
 
-# --- the writer thread ---------------------------------------------------------------------
+# --- the writer process ----------------------------------------------------------------------
 
-_MARK, _RECORD, _FLUSH, _JOB, _STOP = range(5)
-
-
-class _Op:
-    __slots__ = ("args", "future", "kind", "loop")
-
-    def __init__(
-        self,
-        kind: int,
-        args: tuple[Any, ...] = (),
-        loop: asyncio.AbstractEventLoop | None = None,
-        future: asyncio.Future[None] | concurrent.futures.Future[Any] | None = None,
-    ) -> None:
-        self.kind = kind
-        self.args = args
-        self.loop = loop
-        self.future = future
+WRITER_SCRIPT: Final = Path(__file__).with_name("ledger_writer.py")
+MAX_BATCH: Final = 10_000  # queued changes that are sent without waiting for an await
 
 
-def _settle(items: list[tuple[asyncio.Future[None], BaseException | None]]) -> None:
-    """Runs on the event loop: resolve the futures of one commit."""
-    for future, error in items:
-        if future.done():  # the awaiting task was cancelled
-            continue
+class Durable:
+    """A queued state change; awaiting it waits for its commit (and sends its batch to the
+    writer now if it has not gone yet). Not awaiting it is fine: it goes with its batch."""
+
+    __slots__ = ("_future", "_seq", "_writer")
+
+    def __init__(self, writer: _Writer, future: asyncio.Future[None], seq: int) -> None:
+        self._writer = writer
+        self._future = future
+        self._seq = seq
+
+    def __await__(self) -> Generator[Any, None, None]:
+        self._writer.need(self._seq)
+        return self._future.__await__()
+
+    def done(self) -> bool:
+        return self._future.done()
+
+
+class _Writer:
+    """The sending side of the writer process (see ``mailer.ledger_writer``).
+
+    Group commit, one commit at a time: state changes are queued on the event loop, and
+    the batch gathered so far goes to the writer process when a mark is queued while the
+    writer is idle, when the commit in flight is acknowledged and marks have gathered
+    meanwhile, or when someone awaits a change of it. So under load every commit takes the
+    marks of all the connections that reached MAIL while the previous one was being written,
+    and records ride along with them. Each change's future resolves when the writer
+    acknowledges the commit that holds it.
+
+    Everything here runs on the event loop's thread, except ``drain``, the synchronous path
+    used by ``close`` and the campaign jobs, which waits on the pipes directly.
+    """
+
+    def __init__(self, path: Path, lock_fd: int, clock: Callable[[], dt.datetime] | None) -> None:
+        self.path = path
+        self.clock = clock  # None: the writer process stamps each commit with its own clock
+        argv = [sys.executable, "-P", str(WRITER_SCRIPT), str(path)]
+        try:
+            # Its own session: a Ctrl-C at the terminal reaches the sender only, which
+            # drains and closes; the writer ends when its input does. It holds the lock
+            # too, so no other run can open the ledger until its last commit is done.
+            self.process = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                pass_fds=(lock_fd,),
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise LedgerError(f"{path}: cannot start the ledger writer ({exc})") from exc
+        assert self.process.stdin and self.process.stdout
+        self.fd_out = self.process.stdin.fileno()  # batches go out here
+        self.fd_in = self.process.stdout.fileno()  # acknowledgements come back here
+        os.set_blocking(self.fd_out, False)
+        os.set_blocking(self.fd_in, False)
+        self.error: LedgerError | None = None  # a failed commit: every later write fails
+        self.commits = 0
+        self._ops: list[list[Any]] = []  # the batch being gathered: number self._seq + 1
+        self._futures: list[asyncio.Future[None]] = []
+        self._scheduled = False
+        self._marks = 0  # marks in the batch being gathered
+        self._wanted = False  # someone awaits a change of it
+        self._seq = 0  # batches sent
+        self._acked = 0  # batches committed
+        self._outstanding: dict[int, list[asyncio.Future[None]]] = {}
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []  # flush() calls
+        self._out = bytearray()  # batches the pipe has not taken yet
+        self._in = bytearray()  # a partial acknowledgement line
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._writing = False
+
+    # --- on the event loop ---
+
+    def enqueue(self, op: list[Any]) -> Durable:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        if self.error is None and self._loop is not loop:
+            self._bind(loop)
+        durable = Durable(self, future, self._seq + 1)  # it goes in the next batch
+        if self.error is not None:
+            _resolve(future, self.error)
+            return durable
+        self._ops.append(op)
+        self._futures.append(future)
+        if op[0] == MARK:
+            self._marks += 1
+        if len(self._ops) >= MAX_BATCH or (op[0] == MARK and self._acked == self._seq):
+            self._send_batch()  # a big batch, or a mark while the writer is idle: now
+        return durable
+
+    def need(self, seq: int) -> None:
+        """Someone waits for a change of batch ``seq``: send it at the end of this loop
+        iteration (so that changes queued meanwhile join it), or as soon as the commit in
+        flight is acknowledged."""
+        if seq <= self._seq:
+            return
+        if self._acked < self._seq:
+            self._wanted = True
+        elif not self._scheduled and self._loop is not None:
+            self._scheduled = True
+            self._loop.call_soon(self._send_batch)
+
+    async def flush(self) -> None:
+        if self.error is not None:
+            raise self.error
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._bind(loop)
+        self._send_batch()
+        if self._acked >= self._seq:
+            return
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiters.append((self._seq, waiter))
+        await waiter
+
+    def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._loop is not None:
+            self.drain()  # changes queued on another loop: settle them first
+            self._unbind()
+        self._loop = loop
+        loop.add_reader(self.fd_in, self._on_readable)
+
+    def _unbind(self) -> None:
+        loop, self._loop = self._loop, None
+        if loop is not None and not loop.is_closed():
+            loop.remove_reader(self.fd_in)
+            if self._writing:
+                loop.remove_writer(self.fd_out)
+        self._writing = False
+
+    def _send_batch(self) -> None:
+        self._scheduled = False
+        if not self._ops or self.error is not None:
+            return
+        self._seq += 1
+        self._marks = 0
+        self._wanted = False
+        self._outstanding[self._seq] = self._futures
+        now = None if self.clock is None else _stamp(self.clock())
+        self._out += _encode([self._seq, now, self._ops]).encode("ascii") + b"\n"
+        self._ops, self._futures = [], []
+        if not self._writing:
+            self._on_writable()
+
+    def _on_writable(self) -> None:
+        try:
+            sent = os.write(self.fd_out, self._out)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self._fail(self._exit_reason())
+            return
+        del self._out[:sent]
+        if bool(self._out) != self._writing and self._loop is not None:
+            if self._out:
+                self._loop.add_writer(self.fd_out, self._on_writable)
+            else:
+                self._loop.remove_writer(self.fd_out)
+            self._writing = bool(self._out)
+
+    def _on_readable(self) -> None:
+        try:
+            chunk = os.read(self.fd_in, 1 << 16)
+        except BlockingIOError:
+            return
+        except OSError:
+            self._fail(self._exit_reason())
+            return
+        if not chunk:
+            self._fail(self._exit_reason())
+            return
+        self._in += chunk
+        end = self._in.rfind(b"\n")
+        if end < 0:
+            return
+        lines = self._in[:end].split(b"\n")
+        del self._in[: end + 1]
+        for line in lines:
+            if line.startswith(b"{"):  # refusals or an error: rare
+                self._acknowledge(json.loads(line))
+            else:  # "upto commits": the common case
+                upto, commits = line.split()
+                self._acknowledge({"upto": int(upto), "commits": int(commits)})
+
+    def _acknowledge(self, ack: dict[str, Any]) -> None:
+        upto: int = ack["upto"]
+        self.commits = ack.get("commits", self.commits)
+        refused = {(seq, index): why for seq, index, why in ack.get("refused", ())}
+        if "error" in ack and self.error is None:
+            self.error = LedgerError(f"{self.path}: cannot write the ledger ({ack['error']})")
+        for seq in range(self._acked + 1, upto + 1):
+            futures = self._outstanding.pop(seq, ())
+            if self.error is None and not refused:
+                for future in futures:
+                    if not future.done():
+                        future.set_result(None)
+                continue
+            for index, future in enumerate(futures):
+                why = refused.get((seq, index))
+                if self.error is not None:
+                    _resolve(future, self.error)
+                else:
+                    _resolve(future, None if why is None else LedgerError(f"{self.path}: {why}"))
+        self._acked = max(self._acked, upto)
+        if (self._marks or self._wanted) and self._acked == self._seq:
+            self._send_batch()  # what gathered during that commit: the next group
+        if self._waiters:
+            still: list[tuple[int, asyncio.Future[None]]] = []
+            for seq, waiter in self._waiters:
+                if seq <= self._acked:
+                    _resolve(waiter, self.error)
+                else:
+                    still.append((seq, waiter))
+            self._waiters = still
+
+    def _fail(self, why: str) -> None:
+        if self.error is None:
+            self.error = LedgerError(f"{self.path}: {why}")
+        error = self.error
+        for futures in self._outstanding.values():
+            for future in futures:
+                _resolve(future, error)
+        for future in self._futures:
+            _resolve(future, error)
+        for _seq, waiter in self._waiters:
+            _resolve(waiter, error)
+        self._outstanding, self._ops, self._futures, self._waiters = {}, [], [], []
+        self._out.clear()
+        self._unbind()
+
+    def _exit_reason(self) -> str:
+        try:
+            code: int | None = self.process.wait(timeout=1)  # its output ended: it is exiting
+        except subprocess.TimeoutExpired:
+            code = None
+        detail = ""
+        with contextlib.suppress(OSError, ValueError):
+            assert self.process.stderr is not None
+            os.set_blocking(self.process.stderr.fileno(), False)
+            lines = (self.process.stderr.read() or b"").decode("utf-8", "replace").splitlines()
+            detail = f": {lines[-1].strip()}" if lines else ""
+        if code is None:
+            status = ""
+        elif code < 0:
+            status = f" (killed by signal {-code})"
+        else:
+            status = f" (exit status {code})"
+        return f"the ledger writer stopped unexpectedly{status}{detail}"
+
+    # --- synchronous ---
+
+    def drain(self) -> None:
+        """Send everything queued and wait, blocking, until all of it is committed."""
+        self._send_batch()
+        while self.error is None and (self._out or self._acked < self._seq):
+            wants_write = [self.fd_out] if self._out else []
+            readable, writable, _ = select.select([self.fd_in], wants_write, [])
+            if writable:
+                self._on_writable()
+            if readable:
+                self._on_readable()
+
+    def stop(self) -> None:
+        """Drain, end the writer's input and wait for it to exit."""
+        with contextlib.suppress(Exception):
+            self.drain()
+        self._unbind()
+        assert self.process.stdin is not None and self.process.stdout is not None
+        with contextlib.suppress(OSError):
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        if self.process.returncode != 0 and self.error is None:
+            self.error = LedgerError(f"{self.path}: {self._exit_reason()}")
+        self.process.stdout.close()
+        if self.process.stderr is not None:
+            self.process.stderr.close()
+
+
+_encode = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
+
+
+def _resolve(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if future.done():  # the awaiting task was cancelled
+        return
+    with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits any more
         if error is None:
             future.set_result(None)
         else:
             future.set_exception(error)
-
-
-class _Writer:
-    """The one thread that writes: it drains the queue and commits each drained group."""
-
-    def __init__(
-        self, conn: sqlite3.Connection, path: Path, clock: Callable[[], dt.datetime]
-    ) -> None:
-        self.conn = conn
-        self.path = path
-        self.clock = clock
-        self.queue: queue.SimpleQueue[_Op] = queue.SimpleQueue()
-        self.error: LedgerError | None = None  # a failed commit: every later write fails
-        self.commits = 0
-        self.bulk = BULK_UPDATES and _compiles(conn, _BULK_MARK_SQL, _BULK_RECORD_SQL)
-        self.thread = threading.Thread(target=self._run, name="mailer-ledger", daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.queue.put(_Op(_STOP))
-        self.thread.join()
-
-    def _run(self) -> None:
-        get, get_nowait = self.queue.get, self.queue.get_nowait
-        while True:
-            batch = [get()]
-            with contextlib.suppress(queue.Empty):
-                while len(batch) < MAX_BATCH:
-                    batch.append(get_nowait())
-            group: list[_Op] = []
-            for op in batch:
-                if op.kind in (_JOB, _STOP):
-                    self._commit(group)
-                    group = []
-                    if op.kind == _STOP:
-                        return  # close() puts STOP last; nothing may follow it
-                    self._job(op)
-                else:
-                    group.append(op)
-            self._commit(group)
-
-    def _commit(self, group: list[_Op]) -> None:
-        """Apply a group of state changes in one transaction, then resolve their futures."""
-        if not group:
-            return
-        outcomes: list[BaseException | None]
-        if self.error is not None:
-            outcomes = [self.error] * len(group)
-        elif all(op.kind == _FLUSH for op in group):
-            outcomes = [None] * len(group)  # every earlier group is committed already
-        else:
-            try:
-                outcomes = self._apply(group)
-            except BaseException as exc:
-                with contextlib.suppress(sqlite3.Error):
-                    self.conn.execute("ROLLBACK")
-                error = LedgerError(f"{self.path}: cannot write the ledger ({exc})")
-                error.__cause__ = exc
-                self.error = error
-                outcomes = [error] * len(group)
-        by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
-        for op, outcome in zip(group, outcomes, strict=True):
-            assert op.loop is not None
-            by_loop.setdefault(op.loop, []).append((op.future, outcome))
-        for loop, items in by_loop.items():
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
-                loop.call_soon_threadsafe(_settle, items)
-
-    def _apply(self, group: list[_Op]) -> list[BaseException | None]:
-        conn = self.conn
-        now = _stamp(self.clock())
-        conn.execute("BEGIN IMMEDIATE")
-        outcomes = self._apply_bulk(group, now) if self.bulk else None
-        if outcomes is None:
-            if self.bulk:  # some change was refused: redo them one by one to tell which
-                conn.execute("ROLLBACK")
-                conn.execute("BEGIN IMMEDIATE")
-            outcomes = self._apply_each(group, now)
-        conn.execute("COMMIT")
-        self.commits += 1
-        return outcomes
-
-    def _apply_bulk(self, group: list[_Op], now: str) -> list[BaseException | None] | None:
-        """One statement per kind of change and run of distinct rows; None if any change
-        was refused (a row already sent, or missing)."""
-        marks: list[tuple[Any, ...]] = []
-        records: list[tuple[Any, ...]] = []
-        seen: set[tuple[int, str]] = set()
-        for op in group:
-            if op.kind == _FLUSH:
-                continue
-            row = (op.args[0], op.args[1])
-            if row in seen:  # the same row twice: keep the order, apply what came before
-                if not self._bulk_run(marks, records, now):
-                    return None
-                marks, records, seen = [], [], set()
-            seen.add(row)
-            (marks if op.kind == _MARK else records).append(op.args)
-        if not self._bulk_run(marks, records, now):
-            return None
-        return [None] * len(group)
-
-    def _bulk_run(
-        self, marks: list[tuple[Any, ...]], records: list[tuple[Any, ...]], now: str
-    ) -> bool:
-        for sql, rows in ((_BULK_MARK_SQL, marks), (_BULK_RECORD_SQL, records)):
-            if rows:
-                payload = json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
-                if self.conn.execute(sql, (now, payload)).rowcount != len(rows):
-                    return False
-        return True
-
-    def _apply_each(self, group: list[_Op], now: str) -> list[BaseException | None]:
-        conn = self.conn
-        outcomes: list[BaseException | None] = []
-        for op in group:
-            if op.kind == _MARK:
-                campaign_id, key, message_id = op.args
-                cursor = conn.execute(_MARK_SQL, (message_id, now, now, campaign_id, key))
-                outcomes.append(None if cursor.rowcount == 1 else self._refusal(op, "mark"))
-            elif op.kind == _RECORD:
-                campaign_id, key, state, code, reply, message_id, hard = op.args
-                sent_at = now if state == State.SENT else None
-                values = (state, code, reply, message_id, hard, now, sent_at, campaign_id, key)
-                cursor = conn.execute(_RECORD_SQL, values)
-                outcomes.append(None if cursor.rowcount == 1 else self._refusal(op, "record"))
-            else:
-                outcomes.append(None)
-        return outcomes
-
-    def _refusal(self, op: _Op, verb: str) -> LedgerError:
-        campaign_id, key = op.args[0], op.args[1]
-        row = self.conn.execute(
-            "SELECT state FROM deliveries WHERE campaign_id = ? AND email = ?",
-            (campaign_id, key),
-        ).fetchone()
-        if row is None:
-            return LedgerError(f"{self.path}: {key} is not in campaign #{campaign_id}")
-        return LedgerError(
-            f"{self.path}: refusing to {verb} {key} in campaign #{campaign_id}: "
-            f"its row is already {row[0]}"
-        )
-
-    def _job(self, op: _Op) -> None:
-        future = op.future
-        assert isinstance(future, concurrent.futures.Future)
-        if not future.set_running_or_notify_cancel():
-            return
-        if self.error is not None:
-            future.set_exception(self.error)
-            return
-        function: Callable[[sqlite3.Connection, str], Any] = op.args[0]
-        conn = self.conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            result = function(conn, _stamp(self.clock()))
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                error = LedgerError(f"{self.path}: cannot write the ledger ({exc})")
-                error.__cause__ = exc
-                future.set_exception(error)
-            else:
-                future.set_exception(exc)
-        else:
-            future.set_result(result)
+            future.exception()  # retrieved: a change nobody awaited must not log it
 
 
 # --- the ledger ----------------------------------------------------------------------------
@@ -477,14 +549,17 @@ class Ledger:
         self,
         path: Path,
         reader: sqlite3.Connection,
-        writer: _Writer | None,
+        conn: sqlite3.Connection | None,
         lock_fd: int | None,
         recovered: int,
+        clock: Callable[[], dt.datetime] = _utcnow,
     ) -> None:
         self.path = path
         self._reader = reader
         self._read_lock = threading.Lock()
-        self._writer = writer
+        self._conn = conn  # campaign jobs write here; state changes go to the writer process
+        self._writer: _Writer | None = None  # started by the first state change
+        self._clock = clock
         self._lock_fd = lock_fd
         self._closed = False
         self.recovered = recovered  # rows turned from sending to unknown when opened
@@ -521,9 +596,7 @@ class Ledger:
         try:
             with contextlib.suppress(FileExistsError):
                 os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-            conn = sqlite3.connect(
-                path, isolation_level=None, check_same_thread=False, timeout=30.0
-            )
+            conn = sqlite3.connect(path, isolation_level=None, timeout=30.0)
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode != "wal":
                 raise LedgerError(f"{path}: cannot switch the ledger to WAL mode ({mode})")
@@ -546,7 +619,7 @@ class Ledger:
             if isinstance(exc, sqlite3.Error | OSError):
                 raise LedgerError(f"{path}: cannot open the ledger ({exc})") from exc
             raise
-        return cls(path, reader, _Writer(conn, path, clock), lock_fd, recovered)
+        return cls(path, reader, conn, lock_fd, recovered, clock)
 
     @classmethod
     def _open_readonly(cls, path: Path) -> Ledger:
@@ -577,7 +650,12 @@ class Ledger:
 
     @property
     def readonly(self) -> bool:
-        return self._writer is None
+        return self._conn is None
+
+    @property
+    def writer_pid(self) -> int | None:
+        """The pid of the writer process, once a state change has started it."""
+        return self._writer.process.pid if self._writer is not None else None
 
     @property
     def commits(self) -> int:
@@ -597,8 +675,9 @@ class Ledger:
         try:
             if writer is not None:
                 writer.stop()
-                writer.conn.close()
         finally:
+            if self._conn is not None:
+                self._conn.close()
             with self._read_lock:
                 self._reader.close()
             if self._lock_fd is not None:
@@ -725,17 +804,17 @@ class Ledger:
 
     # --- writes: delivery states (group-committed) ---
 
-    def mark_sending(self, campaign: Campaign, email: str, message_id: str) -> asyncio.Future[None]:
-        """Queue ``email``'s row to ``sending`` with its Message-ID; await before sending.
+    def mark_sending(self, campaign: Campaign, email: str, message_id: str) -> Durable:
+        """Queue ``email``'s row to ``sending`` with its Message-ID; await before DATA.
 
-        The returned future resolves when the change is durable, or raises ``LedgerError``
+        Awaiting the result returns once the change is durable, or raises ``LedgerError``
         (the row is already sent or failed, is not in the campaign, or the ledger failed):
         then the message must not go out. Each call counts one attempt.
         """
-        return self._enqueue(_MARK, (campaign.id, _key(email), message_id))
+        return self._writable().enqueue([MARK, campaign.id, _key(email), message_id])
 
-    def record(self, campaign: Campaign, result: SendResult) -> asyncio.Future[None]:
-        """Queue the outcome of one recipient; awaiting the returned future is optional.
+    def record(self, campaign: Campaign, result: SendResult) -> Durable:
+        """Queue the outcome of one recipient; awaiting the result is optional.
 
         The change is queued when this is called, so it commits no later than any change
         queued after it. ``Status.SKIPPED`` is not a delivery outcome: ``ValueError``.
@@ -745,42 +824,54 @@ class Ledger:
         if state is None:
             raise ValueError(f"{result.status} is not a delivery outcome")
         hard = state is State.FAILED and is_hard_bounce(result.code, result.reply)
-        args = (
+        op = [
+            RECORD,
             campaign.id,
             _key(result.email),
-            state,
+            state.value,
             result.code,
             result.reply,
             result.message_id or None,
             int(hard),
-        )
-        return self._enqueue(_RECORD, args)
+        ]
+        return self._writable().enqueue(op)
 
     async def flush(self) -> None:
         """Wait until every change queued so far is committed."""
-        await self._enqueue(_FLUSH, ())
-
-    def _enqueue(self, kind: int, args: tuple[Any, ...]) -> asyncio.Future[None]:
-        writer = self._writable()
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        if writer.error is not None:
-            future.set_exception(writer.error)
-        else:
-            writer.queue.put(_Op(kind, args, loop, future))
-        return future
+        await self._writable().flush()
 
     def _job(self, function: Callable[[sqlite3.Connection, str], _T]) -> _T:
-        writer = self._writable()
-        future: concurrent.futures.Future[_T] = concurrent.futures.Future()
-        writer.queue.put(_Op(_JOB, (function,), None, future))
-        return future.result()
+        """Run ``function`` in a transaction of its own, after every queued state change."""
+        if self._closed:
+            raise LedgerError(f"{self.path}: the ledger is closed")
+        conn = self._conn
+        if conn is None:
+            raise LedgerError(f"{self.path}: the ledger is open read-only")
+        if self._writer is not None:
+            self._writer.drain()
+            if self._writer.error is not None:
+                raise self._writer.error
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            result = function(conn, _stamp(self._clock()))
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise LedgerError(f"{self.path}: cannot write the ledger ({exc})") from exc
+            raise
+        return result
 
     def _writable(self) -> _Writer:
         if self._closed:
             raise LedgerError(f"{self.path}: the ledger is closed")
-        if self._writer is None:
+        if self._conn is None or self._lock_fd is None:
             raise LedgerError(f"{self.path}: the ledger is open read-only")
+        if self._writer is None:
+            clock = None if self._clock is _utcnow else self._clock
+            self._writer = _Writer(self.path, self._lock_fd, clock)
         return self._writer
 
     # --- reads (committed rows only) ---
@@ -947,24 +1038,34 @@ def _row(row: Sequence[Any]) -> DeliveryRow:
     )
 
 
+ORPHAN_WAIT: Final = 15.0  # seconds to let a dead run's writer process finish its commit
+
+
 def _lock(path: Path, wait: float) -> int:
-    """Take the exclusive writer lock ``<path>.lock`` (0600); ``LedgerBusy`` if held."""
+    """Take the exclusive writer lock ``<path>.lock`` (0600); ``LedgerBusy`` if held.
+
+    The lock file names the process that took it. The writer process of a run holds the lock
+    too, so a run killed with SIGKILL leaves it held until that writer has committed what it
+    had been sent, which takes milliseconds: when the named process is gone, this waits up
+    to ``ORPHAN_WAIT`` seconds, whatever ``wait`` says.
+    """
     fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    deadline = time.monotonic() + wait
+    started = time.monotonic()
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             break
         except BlockingIOError:
-            if time.monotonic() >= deadline:
-                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            waited = time.monotonic() - started
+            if waited >= wait and (_alive(holder) or waited >= ORPHAN_WAIT):
                 os.close(fd)
                 who = f" (pid {holder})" if holder.isdigit() else ""
                 raise LedgerBusy(
                     f"{path}: the ledger is in use by another mailer run{who}",
                     hint="wait for that run to finish, or stop it with Ctrl-C",
                 ) from None
-            time.sleep(0.05)
+            time.sleep(0.02)
         except BaseException:
             os.close(fd)
             raise
@@ -973,13 +1074,16 @@ def _lock(path: Path, wait: float) -> int:
     return fd
 
 
-def _compiles(conn: sqlite3.Connection, *statements: str) -> bool:
-    """Whether this SQLite can prepare the statements (UPDATE ... FROM, JSON functions)."""
+def _alive(pid: str) -> bool:
+    """Whether the process ``pid`` (text from the lock file) may still be running."""
+    if not pid.isdigit():
+        return True  # nobody named: assume a live holder
     try:
-        for statement in statements:
-            conn.execute("EXPLAIN " + statement, ("", "[]")).fetchall()
-    except sqlite3.Error:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
         return False
+    except OSError:
+        return True  # e.g. another user's process
     return True
 
 

@@ -9,7 +9,7 @@ so a crash at any point leaves at most ``concurrency`` rows whose fate is unknow
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
 from mailer.delivery import Delivery, DeliveryPolicy
@@ -66,8 +66,10 @@ def campaign_delivery(
         stream = itertools.islice(stream, limit)
     messages = (compose(recipient, index) for index, recipient in enumerate(stream, 1))
 
-    async def mark(message: Outgoing, attempt: int) -> None:
-        await ledger.mark_sending(campaign, message.recipient.email, message.message_id)
+    def mark(message: Outgoing, attempt: int) -> Awaitable[None]:
+        # Queued now; awaited by the channel before DATA (not a coroutine: a message whose
+        # envelope is refused never awaits it).
+        return ledger.mark_sending(campaign, message.recipient.email, message.message_id)
 
     def record(result: SendResult) -> None:
         ledger.record(campaign, result)

@@ -7,6 +7,7 @@ import asyncio
 import collections
 import contextlib
 import datetime as dt
+import fcntl
 import os
 import random
 import signal
@@ -20,7 +21,6 @@ from pathlib import Path
 
 import pytest
 
-from mailer import ledger as ledger_module
 from mailer.ledger import (
     MIGRATIONS,
     SCHEMA_VERSION,
@@ -50,16 +50,8 @@ def db(tmp_path: Path) -> Path:
     return tmp_path / "state" / "ledger.sqlite3"
 
 
-@pytest.fixture(params=["bulk", "each"])
-def ledger(
-    db: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Ledger]:
-    """A ledger whose group commits use one statement per kind of change (where SQLite can),
-    or one statement per change: the two write paths must agree."""
-    if request.param == "each":
-        monkeypatch.setattr(ledger_module, "BULK_UPDATES", False)
-    elif not ledger_module.BULK_UPDATES:
-        pytest.skip("this SQLite has no UPDATE ... FROM")
+@pytest.fixture
+def ledger(db: Path) -> Iterator[Ledger]:
     book = Ledger.open(db)
     yield book
     book.close()
@@ -511,8 +503,72 @@ def start_sender(
     )
 
 
+def released(db: Path, timeout: float = 30.0) -> None:
+    """Wait until no process holds the ledger's writer lock."""
+    fd = os.open(f"{db}.lock", os.O_RDWR)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                assert time.monotonic() < deadline, "the ledger lock was never released"
+                time.sleep(0.01)
+    finally:
+        os.close(fd)
+
+
 def sink_lines(sink: Path) -> list[str]:
     return sink.read_text(encoding="utf-8").splitlines() if sink.exists() else []
+
+
+async def test_the_writer_is_its_own_process_and_ignores_terminal_signals(db: Path) -> None:
+    book = Ledger.open(db)
+    campaign = book.start_campaign("c", kind="digest", recipients=people(3))
+    emails = [r.email for r in people(3)]
+    assert book.writer_pid is None  # started by the first state change
+    await book.mark_sending(campaign, emails[0], "<0@x>")
+    pid = book.writer_pid
+    assert pid is not None and pid != os.getpid()
+    # Ctrl-C or a SIGTERM meant for the sender must not cut the writer off mid-run: the
+    # sender drains and closes, and the writer ends when its input does.
+    os.kill(pid, signal.SIGINT)
+    os.kill(pid, signal.SIGTERM)
+    await book.record(campaign, result(emails[0], Status.SENT))
+    await book.mark_sending(campaign, emails[1], "<1@x>")
+    book.close()
+    with pytest.raises(ProcessLookupError):  # it exited when the ledger closed
+        os.kill(pid, 0)
+    with Ledger.open(db) as book:
+        assert states(book, campaign) == {
+            emails[0]: "sent",
+            emails[1]: "unknown",
+            emails[2]: "pending",
+        }
+
+
+async def test_a_dead_writer_fails_every_later_change_with_one_clear_error(db: Path) -> None:
+    book = Ledger.open(db)
+    campaign = book.start_campaign("c", kind="digest", recipients=people(3))
+    emails = [r.email for r in people(3)]
+    await book.mark_sending(campaign, emails[0], "<0@x>")
+    await book.record(campaign, result(emails[0], Status.SENT))
+    pid = book.writer_pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(LedgerError, match="the ledger writer stopped unexpectedly"):
+        await book.mark_sending(campaign, emails[1], "<1@x>")
+    with pytest.raises(LedgerError, match="the ledger writer stopped"):
+        await book.mark_sending(campaign, emails[2], "<2@x>")  # no message may go out
+    with pytest.raises(LedgerError, match="the ledger writer stopped"):
+        book.close()  # and the failure is not silent
+    with Ledger.open(db) as book:  # what it committed is there; nothing was half-written
+        assert states(book, campaign) == {
+            emails[0]: "sent",
+            emails[1]: "pending",
+            emails[2]: "pending",
+        }
 
 
 def test_committed_rows_survive_sigkill(tmp_path: Path, db: Path) -> None:
@@ -551,6 +607,7 @@ def test_after_sigkill_at_random_points_nobody_gets_two_copies(tmp_path: Path, d
             _, stderr = sender.communicate(timeout=30)
         assert sender.returncode == -signal.SIGKILL, stderr
         kills += 1
+        released(db)  # the killed run's writer process commits what it was sent, and exits
         with raw(db) as conn:  # before any recovery: what the killed run left in flight
             (sending,) = conn.execute(
                 "SELECT count(*) FROM deliveries WHERE state = 'sending'"

@@ -361,3 +361,46 @@ def test_digest_skips_suppressed_and_suppresses_hard_bounces(big_list: Path) -> 
     assert recorder.rcpt_attempts["reader5@example.org"] == 1
     suppressed = (big_list.parent / "suppressed.csv").read_text(encoding="utf-8")
     assert "reader5@example.org,bounced" in suppressed
+
+
+async def test_the_ledger_mark_gates_the_body_and_a_refused_mark_sends_nothing() -> None:
+    """The engine hands each message's mark to the channel, which awaits it after DATA is
+    accepted and before any of the body goes out; if the mark fails, the run stops and the
+    server gets nothing for that recipient (the connection is abandoned mid-DATA)."""
+    order: list[str] = []
+
+    class Gate:
+        def __init__(self, email: str) -> None:
+            self.email = email
+
+        def __await__(self):  # type: ignore[no-untyped-def]
+            order.append(f"awaited {self.email}")
+            if self.email == "user3@example.org":
+                raise RuntimeError("the ledger refused user3")
+            return iter(())
+
+    def before_send(message: Outgoing, attempt: int) -> Gate:
+        order.append(f"queued {message.recipient.email}")
+        return Gate(message.recipient.email)
+
+    recorder = Recorder(refuse={"user2@example.org": "550 5.1.1 no such user"})
+    policy = DeliveryPolicy(concurrency=1, max_attempts=1)
+    with smtp_server(recorder) as server:
+        engine = Delivery(plain(server.port), make_messages(5), policy, before_send=before_send)
+        results: list[SendResult] = []
+        with pytest.raises(RuntimeError, match="refused user3"):
+            async for result in engine.run():
+                results.append(result)
+    assert [r.recipients[0] for r in server.recorder.received] == ["user1@example.org"]
+    # user2's RCPT was refused, so its mark was never awaited; user3's failed: nothing sent
+    assert order == [
+        "queued user1@example.org",
+        "awaited user1@example.org",
+        "queued user2@example.org",
+        "queued user3@example.org",
+        "awaited user3@example.org",
+    ]
+    assert by_status(results) == {
+        Status.SENT: {"user1@example.org"},
+        Status.FAILED: {"user2@example.org"},
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -49,8 +50,13 @@ class ChannelBroken(Exception):
 class Channel(Protocol):
     """One connection (or one preview writer). Not shared between tasks."""
 
-    async def send(self, message: Outgoing) -> Reply:
-        """Deliver one message; a refusal is a ``Reply``, a broken channel ``ChannelBroken``."""
+    async def send(self, message: Outgoing, ready: Awaitable[None] | None = None) -> Reply:
+        """Deliver one message; a refusal is a ``Reply``, a broken channel ``ChannelBroken``.
+
+        ``ready``, if given, is awaited after the envelope is accepted and before any of the
+        message's data can go out (the ledger's durable "sending" mark). If it raises, the
+        channel abandons the message, stays usable, and lets the error propagate.
+        """
         ...
 
     async def close(self) -> None: ...

@@ -7,7 +7,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from pathlib import Path
 
 from mailer.errors import InputError
@@ -48,7 +48,9 @@ class FilesTransport:
         self._staging()
         return self
 
-    async def send(self, message: Outgoing) -> Reply:
+    async def send(self, message: Outgoing, ready: Awaitable[None] | None = None) -> Reply:
+        if ready is not None:
+            await ready
         path = self._staging() / eml_name(message.index, message.recipient.email)
         with path.open("wb") as handle:
             handle.write(message.data)

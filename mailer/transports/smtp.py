@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,7 +89,7 @@ class SMTPChannel:
         self._config = config
         self.sent = 0
 
-    async def send(self, message: Outgoing) -> Reply:
+    async def send(self, message: Outgoing, ready: Awaitable[None] | None = None) -> Reply:
         client = self._client
         data_sent = False
         try:
@@ -100,6 +101,14 @@ class SMTPChannel:
             if start.code != 354:
                 await self._reset()
                 return Reply(start.code, start.message)
+            if ready is not None:
+                try:
+                    await ready
+                except Exception:
+                    # Nothing of the message went out; a DATA phase cannot be reset, only
+                    # abandoned with the connection, which makes the server discard it.
+                    client.close()
+                    raise
             protocol = client.protocol
             if protocol is None:
                 raise SMTPServerDisconnected("Connection lost")
