@@ -5,7 +5,8 @@ Usage: .venv/bin/python bench/bench_send.py [--n 20000] [--concurrency 8] [--rou
        .venv/bin/python bench/bench_send.py --n 3000 --profile   (cProfile every child)
 
 It starts Postfix's `smtp-sink` on 127.0.0.1 (an in-process aiosmtpd server if smtp-sink is
-absent), writes 20 synthetic articles and a list of --n synthetic subscribers into a
+absent; with --rtt MS, behind a proxy that delays each of its replies MS, like a relay
+farther off), writes 20 synthetic articles and a list of --n synthetic subscribers into a
 temporary folder, and then runs, each as its own child process:
 
 1. `mailer digest --limit 1` (a dry run) to get one real message: its size is reported, and
@@ -53,7 +54,6 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -225,10 +225,9 @@ def wait_for_banner(port: int, deadline: float) -> None:
 class Sink:
     """smtp-sink as a child process, or aiosmtpd in a thread of this process."""
 
-    def __init__(self, kind: str, workdir: Path, rtt: float = 0.0) -> None:
+    def __init__(self, kind: str, workdir: Path) -> None:
         self.port = free_port()
         self.kind = kind
-        self.rtt = rtt
         self._proc: subprocess.Popen[bytes] | None = None
         self._controller: object | None = None
         self._counter_file = workdir / "smtp-sink.out"
@@ -243,8 +242,6 @@ class Sink:
         else:
             self._start_aiosmtpd()
             self.command = f"aiosmtpd Controller (thread) on {HOST}:{self.port}"
-            if rtt:
-                self.command += f", each MAIL, RCPT and end of data answered after {rtt * 1e3:g} ms"
         wait_for_banner(self.port, time.monotonic() + 10)
 
     def _start_aiosmtpd(self) -> None:
@@ -253,27 +250,7 @@ class Sink:
         sink = self
 
         class Accept:
-            # With --rtt, a relay some way off: each reply comes that much later.
-            async def handle_MAIL(
-                self, server: object, session: object, envelope: Any, address: str, options: Any
-            ) -> str:
-                if sink.rtt:
-                    await asyncio.sleep(sink.rtt)
-                envelope.mail_from = address
-                envelope.mail_options.extend(options)
-                return "250 OK"
-
-            async def handle_RCPT(
-                self, server: object, session: object, envelope: Any, address: str, options: Any
-            ) -> str:
-                if sink.rtt:
-                    await asyncio.sleep(sink.rtt)
-                envelope.rcpt_tos.append(address)
-                return "250 OK"
-
             async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
-                if sink.rtt:
-                    await asyncio.sleep(sink.rtt)
                 sink._accepted += 1
                 return "250 OK"
 
@@ -319,6 +296,76 @@ class Sink:
             self._out.close()
         if self._controller is not None:
             self._controller.stop()  # type: ignore[attr-defined]
+
+
+class DelayProxy:
+    """A relay some way off: a TCP proxy in a thread that hands every chunk the server sends
+    to the client ``delay`` seconds late (client to server is not delayed), so that each
+    SMTP reply takes one round trip of ``delay``."""
+
+    def __init__(self, target_port: int, delay: float) -> None:
+        self.port = free_port()
+        self.delay = delay
+        self._target = target_port
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="delay-proxy", daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        server = self._loop.run_until_complete(
+            asyncio.start_server(self._handle, HOST, self.port, backlog=1024)
+        )
+        self._ready.set()
+        try:
+            self._loop.run_forever()
+        finally:
+            server.close()
+            self._loop.run_until_complete(server.wait_closed())
+            self._loop.close()
+
+    async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        try:
+            server_r, server_w = await asyncio.open_connection(HOST, self._target)
+        except OSError:
+            client_w.close()
+            return
+
+        async def forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while chunk := await reader.read(1 << 16):
+                writer.write(chunk)
+                await writer.drain()
+            writer.close()
+
+        async def delayed(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+            async def deliver() -> None:
+                while True:
+                    due, chunk = await queue.get()
+                    if not chunk:
+                        writer.close()
+                        return
+                    await asyncio.sleep(max(0.0, due - time.monotonic()))
+                    writer.write(chunk)
+
+            sender = asyncio.ensure_future(deliver())
+            while True:
+                chunk = await reader.read(1 << 16)
+                queue.put_nowait((time.monotonic() + self.delay, chunk))
+                if not chunk:
+                    break
+            await sender
+
+        await asyncio.gather(
+            forward(client_r, server_w), delayed(server_r, client_w), return_exceptions=True
+        )
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
 
 
 SMTP_SINK = shutil.which("smtp-sink") or (
@@ -547,21 +594,26 @@ def bench(args: argparse.Namespace) -> int:
     python = sys.executable
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-send-"))
     root.mkdir(parents=True, exist_ok=True)
-    kind = "smtp-sink" if SMTP_SINK and not (args.aiosmtpd or args.rtt) else "aiosmtpd"
+    kind = "smtp-sink" if SMTP_SINK and not args.aiosmtpd else "aiosmtpd"
     sink: Sink | None = None
+    proxy: DelayProxy | None = None
     failures: list[str] = []
     try:
         rng = random.Random(20261127)
         articles, list_path = root / "articles", root / "subscribers.csv"
         write_articles(articles, rng)
         write_list(list_path, args.n, rng)
-        sink = Sink(kind, root, rtt=args.rtt / 1000)
+        sink = Sink(kind, root)
+        proxy = DelayProxy(sink.port, args.rtt / 1000) if args.rtt else None
+        port = proxy.port if proxy is not None else sink.port
         # The children that send get a fresh ledger each (see measure); the others none.
-        env = child_env(sink.port, root / "ledger-unused.sqlite3")
+        env = child_env(port, root / "ledger-unused.sqlite3")
         common = ["--date", ISSUE_DATE.isoformat(), "--articles", str(articles)]
         common += ["--list", str(list_path)]
         print(f"python:    {sys.version.split()[0]} on {os.cpu_count()} CPUs")
         print(f"sink:      {sink.command}")
+        if proxy is not None:
+            print(f"relay:     a proxy on port {port} delays each of its replies {args.rtt:g} ms")
         print(f"workdir:   {root}")
         print(f"list:      {args.n} subscribers, {list_path.stat().st_size / 1e6:.1f} MB")
 
@@ -661,7 +713,7 @@ def bench(args: argparse.Namespace) -> int:
                 python,
                 *profile_argv(ref_prof),
                 *(str(Path(__file__).resolve()), "--reference", "--eml", str(eml)),
-                *("--list", str(list_path), "--port", str(sink.port)),
+                *("--list", str(list_path), "--port", str(port)),
                 *("--concurrency", str(args.concurrency)),
             ],
         )
@@ -763,6 +815,8 @@ def bench(args: argparse.Namespace) -> int:
             print(f"PROBLEM: {failure}")
         return 1 if failures else 0
     finally:
+        if proxy is not None:
+            proxy.stop()
         if sink is not None:
             sink.stop()
         if not args.keep and not args.profile:
@@ -807,7 +861,7 @@ def main() -> int:
         type=float,
         default=0.0,
         metavar="MS",
-        help="aiosmtpd answers each MAIL, RCPT and end of data MS later (a relay farther off)",
+        help="put a proxy before the sink that delays each reply MS (a relay farther off)",
     )
     parser.add_argument(
         "--rounds",
