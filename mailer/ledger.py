@@ -20,8 +20,9 @@ It holds the ledger's lock as well, so if the sender is killed, it commits what 
 sent and exits before another run can open the ledger.
 
 How the delivery engine uses it. ``mark_sending`` is called when a message is handed to a
-connection and awaited before its DATA command, so that the commit overlaps MAIL and RCPT,
-and the marks of several connections share one commit. ``record`` queues the change when it
+connection and awaited once its DATA command is accepted, before the body, so that the
+commit overlaps the MAIL, RCPT and DATA round trips and the marks of several connections
+share one commit. ``record`` queues the change when it
 is called; awaiting it is optional, but it must be called by the worker that sent the
 message before that worker marks its next one (a callback run synchronously when the result
 is known, not a consumer of a result queue that runs later)::
@@ -273,7 +274,9 @@ class _Writer:
     def __init__(self, path: Path, lock_fd: int, clock: Callable[[], dt.datetime] | None) -> None:
         self.path = path
         self.clock = clock  # None: the writer process stamps each commit with its own clock
-        argv = [sys.executable, "-P", str(WRITER_SCRIPT), str(path)]
+        # -I: isolated from PYTHON* variables, the user's site and the working folder; the
+        # writer needs the standard library only.
+        argv = [sys.executable, "-I", str(WRITER_SCRIPT), str(path)]
         try:
             # Its own session: a Ctrl-C at the terminal reaches the sender only, which
             # drains and closes; the writer ends when its input does. It holds the lock
@@ -347,6 +350,8 @@ class _Writer:
         if self._loop is not loop:
             self._bind(loop)
         self._send_batch()
+        if self.error is not None:
+            raise self.error
         if self._acked >= self._seq:
             return
         waiter: asyncio.Future[None] = loop.create_future()
@@ -355,8 +360,7 @@ class _Writer:
 
     def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._loop is not None:
-            self.drain()  # changes queued on another loop: settle them first
-            self._unbind()
+            self.drain()  # changes queued on another loop: settle them first (unbinds it)
         self._loop = loop
         loop.add_reader(self.fd_in, self._on_readable)
 
@@ -370,7 +374,10 @@ class _Writer:
 
     def _send_batch(self) -> None:
         self._scheduled = False
-        if not self._ops or self.error is not None:
+        if self.error is not None:
+            self._fail_all()  # nothing gathered may wait for a writer that will not write
+            return
+        if not self._ops:
             return
         self._seq += 1
         self._marks = 0
@@ -382,7 +389,7 @@ class _Writer:
         if not self._writing:
             self._on_writable()
 
-    def _on_writable(self) -> None:
+    def _write_some(self) -> None:
         try:
             sent = os.write(self.fd_out, self._out)
         except BlockingIOError:
@@ -391,12 +398,18 @@ class _Writer:
             self._fail(self._exit_reason())
             return
         del self._out[:sent]
-        if bool(self._out) != self._writing and self._loop is not None:
-            if self._out:
-                self._loop.add_writer(self.fd_out, self._on_writable)
-            else:
-                self._loop.remove_writer(self.fd_out)
-            self._writing = bool(self._out)
+
+    def _on_writable(self) -> None:
+        self._write_some()
+        loop = self._loop
+        if self.error is not None or loop is None or loop.is_closed():
+            return
+        if self._out and not self._writing:
+            loop.add_writer(self.fd_out, self._on_writable)
+            self._writing = True
+        elif not self._out and self._writing:
+            loop.remove_writer(self.fd_out)
+            self._writing = False
 
     def _on_readable(self) -> None:
         try:
@@ -410,17 +423,20 @@ class _Writer:
             self._fail(self._exit_reason())
             return
         self._in += chunk
-        end = self._in.rfind(b"\n")
-        if end < 0:
-            return
-        lines = self._in[:end].split(b"\n")
-        del self._in[: end + 1]
-        for line in lines:
-            if line.startswith(b"{"):  # refusals or an error: rare
-                self._acknowledge(json.loads(line))
-            else:  # "upto commits": the common case
-                upto, commits = line.split()
-                self._acknowledge({"upto": int(upto), "commits": int(commits)})
+        while self.error is None and (end := self._in.find(b"\n")) >= 0:
+            line = bytes(self._in[:end])
+            try:
+                if line.startswith(b"{"):  # refusals or an error: rare
+                    ack = json.loads(line)
+                else:  # "upto commits": the common case
+                    upto, commits = line.split()
+                    ack = {"upto": int(upto), "commits": int(commits)}
+            except ValueError:
+                shown = line[:80].decode("ascii", "replace")
+                self._fail(f"unexpected output from the ledger writer: {shown!r}")
+                return
+            del self._in[: end + 1]
+            self._acknowledge(ack)
 
     def _acknowledge(self, ack: dict[str, Any]) -> None:
         upto: int = ack["upto"]
@@ -430,20 +446,14 @@ class _Writer:
             self.error = LedgerError(f"{self.path}: cannot write the ledger ({ack['error']})")
         for seq in range(self._acked + 1, upto + 1):
             futures = self._outstanding.pop(seq, ())
-            if self.error is None and not refused:
-                for future in futures:
-                    if not future.done():
-                        future.set_result(None)
-                continue
             for index, future in enumerate(futures):
-                why = refused.get((seq, index))
                 if self.error is not None:
                     _resolve(future, self.error)
+                elif (why := refused.get((seq, index))) is not None:
+                    _resolve(future, LedgerError(f"{self.path}: {why}"))
                 else:
-                    _resolve(future, None if why is None else LedgerError(f"{self.path}: {why}"))
+                    _resolve(future, None)
         self._acked = max(self._acked, upto)
-        if (self._marks or self._wanted) and self._acked == self._seq:
-            self._send_batch()  # what gathered during that commit: the next group
         if self._waiters:
             still: list[tuple[int, asyncio.Future[None]]] = []
             for seq, waiter in self._waiters:
@@ -452,11 +462,20 @@ class _Writer:
                 else:
                     still.append((seq, waiter))
             self._waiters = still
+        if self.error is not None:
+            self._fail_all()  # a failed commit fails everything after it, at once
+        elif (self._marks or self._wanted) and self._acked == self._seq:
+            self._send_batch()  # what gathered during that commit: the next group
 
     def _fail(self, why: str) -> None:
         if self.error is None:
             self.error = LedgerError(f"{self.path}: {why}")
+        self._fail_all()
+
+    def _fail_all(self) -> None:
+        """Fail every change not yet committed, and every flush, with ``self.error``."""
         error = self.error
+        assert error is not None
         for futures in self._outstanding.values():
             for future in futures:
                 _resolve(future, error)
@@ -490,34 +509,48 @@ class _Writer:
     # --- synchronous ---
 
     def drain(self) -> None:
-        """Send everything queued and wait, blocking, until all of it is committed."""
+        """Send everything queued and wait, blocking, until all of it is committed. It
+        detaches from the event loop (the next change queued re-attaches), so that it works
+        the same after that loop has ended."""
+        self._unbind()
         self._send_batch()
+        poller = select.poll()
         while self.error is None and (self._out or self._acked < self._seq):
-            wants_write = [self.fd_out] if self._out else []
-            readable, writable, _ = select.select([self.fd_in], wants_write, [])
-            if writable:
-                self._on_writable()
-            if readable:
-                self._on_readable()
+            poller.register(self.fd_in, select.POLLIN)
+            if self._out:
+                poller.register(self.fd_out, select.POLLOUT)
+            else:
+                with contextlib.suppress(KeyError):
+                    poller.unregister(self.fd_out)
+            for fd, _events in poller.poll():
+                if fd == self.fd_out:
+                    self._write_some()
+                elif self.error is None:
+                    self._on_readable()
 
     def stop(self) -> None:
-        """Drain, end the writer's input and wait for it to exit."""
-        with contextlib.suppress(Exception):
-            self.drain()
-        self._unbind()
-        assert self.process.stdin is not None and self.process.stdout is not None
-        with contextlib.suppress(OSError):
-            self.process.stdin.close()
+        """Drain, end the writer's input and wait for it to exit. Sets ``error`` if anything
+        queued may not have been committed."""
         try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        if self.process.returncode != 0 and self.error is None:
-            self.error = LedgerError(f"{self.path}: {self._exit_reason()}")
-        self.process.stdout.close()
-        if self.process.stderr is not None:
-            self.process.stderr.close()
+            self.drain()
+        except Exception as exc:  # e.g. interrupted: what was queued is not known committed
+            if self.error is None:
+                self.error = LedgerError(f"{self.path}: cannot write the ledger ({exc})")
+        finally:
+            self._unbind()
+            assert self.process.stdin is not None and self.process.stdout is not None
+            with contextlib.suppress(OSError):
+                self.process.stdin.close()
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            if self.process.returncode != 0 and self.error is None:
+                self.error = LedgerError(f"{self.path}: {self._exit_reason()}")
+            self.process.stdout.close()
+            if self.process.stderr is not None:
+                self.process.stderr.close()
 
 
 _encode = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
@@ -838,7 +871,10 @@ class Ledger:
 
     async def flush(self) -> None:
         """Wait until every change queued so far is committed."""
-        await self._writable().flush()
+        if self._closed:
+            raise LedgerError(f"{self.path}: the ledger is closed")
+        if self._writer is not None:  # else nothing was ever queued: no writer to start
+            await self._writer.flush()
 
     def _job(self, function: Callable[[sqlite3.Connection, str], _T]) -> _T:
         """Run ``function`` in a transaction of its own, after every queued state change."""
@@ -848,7 +884,10 @@ class Ledger:
         if conn is None:
             raise LedgerError(f"{self.path}: the ledger is open read-only")
         if self._writer is not None:
-            self._writer.drain()
+            try:
+                self._writer.drain()
+            except OSError as exc:
+                raise LedgerError(f"{self.path}: cannot write the ledger ({exc})") from exc
             if self._writer.error is not None:
                 raise self._writer.error
         try:
@@ -872,6 +911,10 @@ class Ledger:
         if self._writer is None:
             clock = None if self._clock is _utcnow else self._clock
             self._writer = _Writer(self.path, self._lock_fd, clock)
+            # The lock file names the writer too, for the message of a run that waits.
+            record = f"{os.getpid()}\n{self._writer.process.pid}\n".encode("ascii")
+            with contextlib.suppress(OSError):
+                os.pwrite(self._lock_fd, record, 0)
         return self._writer
 
     # --- reads (committed rows only) ---
@@ -1049,22 +1092,36 @@ def _lock(path: Path, wait: float) -> int:
     had been sent, which takes milliseconds: when the named process is gone, this waits up
     to ``ORPHAN_WAIT`` seconds, whatever ``wait`` says.
     """
-    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    first = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        # Above 0-2 (a cron job may start with them closed), where the writer process
+        # inherits it as it is rather than over its own standard streams.
+        fd = fcntl.fcntl(first, fcntl.F_DUPFD_CLOEXEC, 3)
+    finally:
+        os.close(first)
     started = time.monotonic()
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             break
         except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            holder, _, writer = os.pread(fd, 64, 0).decode("ascii", "replace").partition("\n")
+            holder, writer = holder.strip(), writer.strip()
             waited = time.monotonic() - started
             if waited >= wait and (_alive(holder) or waited >= ORPHAN_WAIT):
                 os.close(fd)
-                who = f" (pid {holder})" if holder.isdigit() else ""
-                raise LedgerBusy(
-                    f"{path}: the ledger is in use by another mailer run{who}",
-                    hint="wait for that run to finish, or stop it with Ctrl-C",
-                ) from None
+                if _alive(holder):
+                    who = f" (pid {holder})" if holder.isdigit() else ""
+                    message = f"{path}: the ledger is in use by another mailer run{who}"
+                    hint = "wait for that run to finish, or stop it with Ctrl-C"
+                else:
+                    who = f" (pid {writer})" if writer.isdigit() else ""
+                    message = (
+                        f"{path}: the ledger writer{who} of a mailer run that was killed "
+                        f"has not finished after {ORPHAN_WAIT:g} s"
+                    )
+                    hint = "it ends once its last commit is written; try again shortly"
+                raise LedgerBusy(message, hint=hint) from None
             time.sleep(0.02)
         except BaseException:
             os.close(fd)

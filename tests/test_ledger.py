@@ -571,6 +571,53 @@ async def test_a_dead_writer_fails_every_later_change_with_one_clear_error(db: P
         }
 
 
+async def test_a_failed_commit_fails_every_change_queued_after_it(db: Path) -> None:
+    """A commit the writer cannot make (a full disk, an I/O error) must not strand the marks
+    gathered meanwhile: each connection waiting for one would wait forever."""
+    book = Ledger.open(db)
+    campaign = book.start_campaign("c", kind="digest", recipients=people(3))
+    emails = [r.email for r in people(3)]
+    with raw(db) as conn, conn:  # stands in for SQLITE_FULL or SQLITE_IOERR in the writer
+        conn.execute(
+            "CREATE TRIGGER boom BEFORE UPDATE ON deliveries "
+            f"WHEN NEW.email = '{emails[0]}' BEGIN SELECT RAISE(ABORT, 'disk is full'); END"
+        )
+    first = book.mark_sending(campaign, emails[0], "<0@x>")  # the writer is idle: sent now
+    second = book.mark_sending(campaign, emails[1], "<1@x>")  # gathered for the next commit
+    for change in (first, second):
+        with pytest.raises(LedgerError, match="cannot write the ledger \\(disk is full\\)"):
+            await asyncio.wait_for(change, 10)
+    with pytest.raises(LedgerError, match="disk is full"):
+        await book.mark_sending(campaign, emails[2], "<2@x>")
+    with pytest.raises(LedgerError, match="disk is full"):
+        await asyncio.wait_for(book.flush(), 10)
+    with pytest.raises(LedgerError, match="disk is full"):
+        book.close()
+    with Ledger.open(db) as book:
+        assert set(states(book, campaign).values()) == {"pending"}
+
+
+def test_close_commits_what_was_queued_even_after_its_event_loop_ended(db: Path) -> None:
+    """Records need not be awaited; queued in bulk (more than a pipe holds) by a loop that
+    has ended, they are still all committed by ``close``."""
+    n = 3000
+    book = Ledger.open(db)
+    campaign = book.start_campaign("c", kind="digest", recipients=people(n))
+
+    async def send() -> None:
+        for recipient in people(n):
+            await book.mark_sending(campaign, recipient.email, f"<{recipient.email}>")
+        for recipient in people(n):
+            book.record(campaign, result(recipient.email, Status.SENT, 250, "2.0.0 " + "x" * 60))
+
+    asyncio.run(send())
+    assert book.finish(campaign).finished_at is not None  # a job drains what was queued
+    book.close()
+    with Ledger.open(db) as book:
+        assert book.recovered == 0
+        assert book.counts(campaign)[State.SENT] == n
+
+
 def test_committed_rows_survive_sigkill(tmp_path: Path, db: Path) -> None:
     with Ledger.open(db) as book:
         campaign = book.start_campaign("kill", kind="digest", recipients=people(300))
