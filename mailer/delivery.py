@@ -185,10 +185,10 @@ class Delivery:
                 if self._bucket is not None:
                     await self._bucket.take()
                 item.attempts += 1
-                ready = None
-                if self._before_send is not None:
-                    ready = self._before_send(item.message, item.attempts)
                 try:
+                    ready = None
+                    if self._before_send is not None:
+                        ready = self._before_send(item.message, item.attempts)
                     reply = await channel.send(item.message, ready)
                     broken, data_sent = False, True
                 except ChannelBroken as exc:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import subprocess
 import sys
+from collections.abc import Awaitable
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from typer.testing import CliRunner
 from mailer.cli import app
 from mailer.delivery import Delivery, DeliveryPolicy
 from mailer.errors import ConfigError, DeliveryError
+from mailer.ledger import LedgerError
 from mailer.models import Outgoing, Recipient, SendResult, Status
 from mailer.transports.smtp import SMTPConfig, SMTPTransport, stuff
 from tests.smtpd import Recorder, smtp_server
@@ -404,3 +407,23 @@ async def test_the_ledger_mark_gates_the_body_and_a_refused_mark_sends_nothing()
         Status.SENT: {"user1@example.org"},
         Status.FAILED: {"user2@example.org"},
     }
+
+
+async def test_a_mark_that_cannot_even_be_queued_stops_the_run_with_its_error() -> None:
+    """``before_send`` may fail at once (the ledger's writer cannot start): the run stops
+    with that error rather than losing the worker and hanging."""
+    calls = 0
+
+    def before_send(message: Outgoing, attempt: int) -> Awaitable[None]:
+        nonlocal calls
+        calls += 1
+        raise LedgerError("x: cannot start the ledger writer (no processes left)")
+
+    with smtp_server() as server:
+        engine = Delivery(plain(server.port), make_messages(20), FAST, before_send=before_send)
+        with pytest.raises(LedgerError, match="cannot start the ledger writer"):
+            async with asyncio.timeout(20):
+                async for _ in engine.run():
+                    pass
+    assert calls >= 1
+    assert server.recorder.received == []

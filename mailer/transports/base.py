@@ -53,9 +53,10 @@ class Channel(Protocol):
     async def send(self, message: Outgoing, ready: Awaitable[None] | None = None) -> Reply:
         """Deliver one message; a refusal is a ``Reply``, a broken channel ``ChannelBroken``.
 
-        ``ready``, if given, is awaited after the envelope is accepted and before any of the
-        message's data can go out (the ledger's durable "sending" mark). If it raises, the
-        channel abandons the message, stays usable, and lets the error propagate.
+        ``ready``, if given, is awaited once the envelope and the DATA command are accepted,
+        before any of the message's data can go out (the ledger's durable "sending" mark).
+        If it raises, the channel abandons the message (an SMTP channel by closing its
+        connection, which makes the server discard it) and lets the error propagate.
         """
         ...
 

@@ -104,7 +104,7 @@ class SMTPChannel:
             if ready is not None:
                 try:
                     await ready
-                except Exception:
+                except BaseException:
                     # Nothing of the message went out; a DATA phase cannot be reset, only
                     # abandoned with the connection, which makes the server discard it.
                     client.close()
@@ -188,18 +188,32 @@ class SMTPTransport:
         self.config = config
         self._context = _tls_context(config) if config.security != "none" else None
         self.last_info: ServerInfo | None = None
-        # Every client this transport created, so that none can outlive the run whatever
-        # path abandoned it (a cancelled task, an error between connect and use).
+        # Every client this transport created, and the socket transport each connected
+        # with, so that none can outlive the run whatever path abandoned it (a cancelled
+        # task, an error between connect and use, a TLS close still waiting for the
+        # server's close_notify when the run ends).
         self._clients: set[aiosmtplib.SMTP] = set()
+        self._sockets: list[asyncio.BaseTransport] = []
 
     async def open_channel(self) -> SMTPChannel:
         client, _ = await self._connect()
         return SMTPChannel(client, self.config)
 
     async def finish(self, *, complete: bool) -> None:
+        await self._release()
+
+    async def _release(self) -> None:
+        """Close every connection for good. Closing a TLS connection is asynchronous (it waits
+        for the server's close_notify); by now every session has ended with QUIT or been
+        given up, so the sockets are aborted rather than left to the garbage collector
+        when the caller's event loop ends."""
         for client in self._clients:
             client.close()
+        for transport in self._sockets:
+            if isinstance(transport, asyncio.Transport):
+                transport.abort()
         self._clients.clear()
+        self._sockets.clear()
         await _settle_closes()
 
     async def probe(self) -> ServerInfo:
@@ -208,7 +222,7 @@ class SMTPTransport:
             client, info = await self._connect()
             await SMTPChannel(client, self.config).close()
         finally:
-            await _settle_closes()
+            await self._release()
         return info
 
     async def _connect(self) -> tuple[aiosmtplib.SMTP, ServerInfo]:
@@ -225,6 +239,8 @@ class SMTPTransport:
         self._clients.add(client)
         try:
             banner = await client.connect()
+            if client.transport is not None:
+                self._sockets.append(client.transport)
         except SMTPConnectError as exc:
             code = getattr(exc, "code", 0)
             if isinstance(exc, SMTPResponseException) and 400 <= code < 500:
