@@ -15,13 +15,13 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-import typer
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
 from mailer.forward import CANNOT_FORWARD, MAX_NOTE_CHARS, note_html, parse_sender
 from mailer.ledger import Ledger, State
 from mailer.models import Recipient, SendResult, Status
 from mailer.suppression import Suppression
+from tests.cli import invoke
 from tests.mail import body, parsed
 from tests.smtpd import Recorder, Server, smtp_server
 
@@ -33,38 +33,9 @@ SENDER = "Alice Martin <alice@example.org>"
 SUBSCRIBE = "https://example.com/subscribe"
 NEWSLETTER_FROM = "newsletter@example.com"
 
-# Runs the real CLI; registers the command when cli.py does not (yet) do it itself.
-ENTRY = (
-    "import mailer.cli as cli\n"
-    "from mailer.cli_forward import register\n"
-    "if not any(c.name == 'forward' for c in cli.app.registered_commands):\n"
-    "    register(cli.app)\n"
-    "cli.main()\n"
-)
-
-
-def make_app() -> typer.Typer:
-    from mailer.cli import app
-
-    if any(command.name == "forward" for command in app.registered_commands):
-        return app
-    from mailer.cli_forward import register
-
-    test_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-
-    @test_app.callback()
-    def _root() -> None:
-        """Test root."""
-
-    register(test_app)
-    return test_app
-
 
 def forward(*args: str, env: dict[str, str] | None = None) -> Result:
-    result = CliRunner().invoke(make_app(), ["forward", *args], env=env)
-    assert "Traceback" not in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
+    return invoke("forward", *args, env=env)
 
 
 def error_lines(result: Result) -> list[str]:
@@ -210,9 +181,7 @@ def test_forward_is_delivered_with_from_reply_to_subject_and_body(
         since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
         assert book.forward_count_since("ALICE@example.org", since) == 2
         assert book.forward_exists(friends[0], SLUG)
-    from mailer.cli import app
-
-    status = CliRunner().invoke(app, ["status", names[0], "--json"], env=env_of(server, base))
+    status = invoke("status", names[0], "--json", env=env_of(server, base))
     assert status.exit_code == 0, status.output
     document = json.loads(status.output)
     assert document["campaign"]["kind"] == "forward" and document["counts"]["sent"] == 1
@@ -680,7 +649,7 @@ def test_forward_in_a_real_process(sample: Path, base: dict[str, str]) -> None:
 
         def run(*args: str) -> subprocess.CompletedProcess[str]:
             return subprocess.run(
-                [sys.executable, "-c", ENTRY, "forward", *args],
+                [sys.executable, "-m", "mailer", "forward", *args],
                 cwd=sample,
                 env=env,
                 capture_output=True,

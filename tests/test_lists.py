@@ -14,12 +14,9 @@ from pathlib import Path
 
 import idna
 import pytest
-import typer
 from email_validator import EmailNotValidError, validate_email
-from typer.testing import CliRunner, Result
 
 from mailer import subscribers
-from mailer.cli_lists import register
 from mailer.errors import InputError
 from mailer.subscribers import (
     add_subscriber,
@@ -29,43 +26,14 @@ from mailer.subscribers import (
     resolve_list,
 )
 from mailer.suppression import Suppression
+from tests.cli import invoke
 from tests.conftest import REPO
-
-# The same wiring cli.py uses: a root app with ``register(app)``.
-DRIVER = """
-import typer
-from mailer.cli_lists import register
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-@app.callback()
-def _root() -> None:
-    pass
-register(app)
-app()
-"""
-
-
-def make_app() -> typer.Typer:
-    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-
-    @app.callback()
-    def _root() -> None:
-        """Test root."""
-
-    register(app)
-    return app
-
-
-def cli(*args: str, env: dict[str, str] | None = None) -> Result:
-    result = CliRunner().invoke(make_app(), list(args), env=env)
-    assert "Traceback" not in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """A real process, as a user runs it."""
     return subprocess.run(
-        [sys.executable, "-c", DRIVER, *args],
+        [sys.executable, "-m", "mailer", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -105,7 +73,7 @@ def test_import_messy_file_exact_counts_and_normalised_storage(sample: Path) -> 
     source = sample / "new.csv"
     source.write_text(MESSY, encoding="utf-8")
 
-    result = cli("lists", "import", "example", str(source))
+    result = invoke("lists", "import", "example", str(source))
 
     assert result.exit_code == 0, result.output
     assert (
@@ -136,14 +104,14 @@ def test_import_messy_file_exact_counts_and_normalised_storage(sample: Path) -> 
 def test_import_creates_a_list_and_a_second_import_adds_only_new(sample: Path) -> None:
     source = sample / "new.csv"
     source.write_text("email,name\nA@x.org,A\nb@x.org,B\n", encoding="utf-8")
-    first = cli("lists", "import", "fresh", str(source))
+    first = invoke("lists", "import", "fresh", str(source))
     assert first.exit_code == 0
     assert "into new list fresh (lists/fresh.csv): 2 added, 0 duplicates, 0 invalid" in (
         first.stdout
     )
     assert (sample / "lists" / "fresh.csv").read_text() == "email,name\nA@x.org,A\nb@x.org,B\n"
     source.write_text("email\na@X.ORG\nc@x.org\n", encoding="utf-8")
-    second = cli("lists", "import", "fresh", str(source))
+    second = invoke("lists", "import", "fresh", str(source))
     assert "1 added, 1 duplicate, 0 invalid" in second.stdout
     assert [r["email"] for r in rows(sample / "lists" / "fresh.csv")] == [
         "A@x.org",
@@ -156,7 +124,7 @@ def test_import_strict_with_an_invalid_row_writes_nothing(sample: Path) -> None:
     before = (sample / "lists" / "example.csv").read_bytes()
     source = sample / "new.csv"
     source.write_text("email\nok@example.com\nbad@\n", encoding="utf-8")
-    result = cli("lists", "import", "example", str(source), "--strict")
+    result = invoke("lists", "import", "example", str(source), "--strict")
     assert result.exit_code == 2
     assert result.stderr.startswith(f"Error: {source}:3: invalid e-mail address 'bad@'")
     assert len(result.stderr.strip().splitlines()) == 1
@@ -182,7 +150,7 @@ def test_import_of_a_broken_file_names_file_and_line_and_changes_nothing(
     before = (sample / "lists" / "example.csv").read_bytes()
     source = sample / "broken.csv"
     source.write_bytes(content)
-    result = cli("lists", "import", "example", str(source))
+    result = invoke("lists", "import", "example", str(source))
     assert result.exit_code == 2
     assert result.stderr.startswith(f"Error: {source}")
     assert message in result.stderr
@@ -204,7 +172,7 @@ def test_import_keeps_bom_crlf_quoting_and_unknown_rows_of_the_list(
     source = tmp_path / "in.csv"
     source.write_text("email,name\nnew@x.org,New\n", encoding="utf-8")
 
-    result = cli("lists", "import", str(lists / "team.csv"), str(source))
+    result = invoke("lists", "import", str(lists / "team.csv"), str(source))
 
     assert result.exit_code == 0, result.output
     text = (lists / "team.csv").read_bytes().decode("utf-8")
@@ -216,7 +184,7 @@ def test_import_keeps_bom_crlf_quoting_and_unknown_rows_of_the_list(
 
 def test_add_case_variant_is_a_duplicate_and_changes_nothing(sample: Path) -> None:
     before = (sample / "lists" / "example.csv").read_bytes()
-    result = cli("lists", "add", "example", "  BOB@Example.NET ")
+    result = invoke("lists", "add", "example", "  BOB@Example.NET ")
     assert result.exit_code == 0
     assert result.stdout == (
         "BOB@example.net is already on example (lists/example.csv); nothing changed.\n"
@@ -225,7 +193,7 @@ def test_add_case_variant_is_a_duplicate_and_changes_nothing(sample: Path) -> No
 
 
 def test_add_appends_normalised_row_with_empty_extras(sample: Path) -> None:
-    result = cli("lists", "add", "example", "Erin@EXAMPLE.com", "--name", "  Erin   Po ")
+    result = invoke("lists", "add", "example", "Erin@EXAMPLE.com", "--name", "  Erin   Po ")
     assert result.exit_code == 0
     assert "Added Erin@example.com to list example" in result.stdout
     assert rows(sample / "lists" / "example.csv")[-1] == {
@@ -236,32 +204,32 @@ def test_add_appends_normalised_row_with_empty_extras(sample: Path) -> None:
 
 
 def test_add_creates_a_list_and_refuses_bad_names_and_addresses(sample: Path) -> None:
-    created = cli("lists", "add", "weekly-2", "one@example.com")
+    created = invoke("lists", "add", "weekly-2", "one@example.com")
     assert created.exit_code == 0 and "new list weekly-2" in created.stdout
     assert (sample / "lists" / "weekly-2.csv").read_text() == "email,name\none@example.com,\n"
 
-    bad = cli("lists", "add", "example", "one@@example.com")
+    bad = invoke("lists", "add", "example", "one@@example.com")
     assert bad.exit_code == 2
     assert bad.stderr.startswith("Error: EMAIL: invalid e-mail address 'one@@example.com'")
 
-    name = cli("lists", "add", "-x", "one@example.com")
+    name = invoke("lists", "add", "-x", "one@example.com")
     assert name.exit_code == 2
 
-    newline = cli("lists", "add", "example", "one@example.com", "--name", "a\x07b")
+    newline = invoke("lists", "add", "example", "one@example.com", "--name", "a\x07b")
     assert newline.exit_code == 2 and newline.stderr.startswith("Error: --name: ")
 
 
 def test_remove_drops_every_case_variant_and_keeps_other_rows_exactly(sample: Path) -> None:
     path = sample / "lists" / "example.csv"
     before = path.read_text(encoding="utf-8")
-    result = cli("lists", "remove", "example", "Alice@Example.org")
+    result = invoke("lists", "remove", "example", "Alice@Example.org")
     assert result.exit_code == 0
     assert result.stdout == "Removed Alice@example.org from example (lists/example.csv) (2 rows).\n"
     after = path.read_text(encoding="utf-8")
     kept = [line for line in before.splitlines(True) if "alice@" not in line.lower()]
     assert after == "".join(kept)
 
-    again = cli("lists", "remove", "example", "alice@example.org")
+    again = invoke("lists", "remove", "example", "alice@example.org")
     assert again.exit_code == 2
     assert again.stderr == (
         "Error: alice@example.org is not on example (lists/example.csv); nothing changed\n"
@@ -272,18 +240,18 @@ def test_remove_drops_every_case_variant_and_keeps_other_rows_exactly(sample: Pa
 
 
 def test_suppressed_address_added_or_reimported_stays_suppressed(sample: Path) -> None:
-    assert cli("unsubscribe", "dmitri@example.org").exit_code == 0
-    assert cli("lists", "remove", "example", "dmitri@example.org").exit_code == 0
+    assert invoke("unsubscribe", "dmitri@example.org").exit_code == 0
+    assert invoke("lists", "remove", "example", "dmitri@example.org").exit_code == 0
 
-    added = cli("lists", "add", "example", "Dmitri@Example.org")
+    added = invoke("lists", "add", "example", "Dmitri@Example.org")
     assert added.exit_code == 0
     assert "Note: dmitri@example.org is suppressed (unsubscribed on" in added.stdout
     assert "stays suppressed" in added.stdout
 
     source = sample / "again.csv"
     source.write_text("email\ndmitri@example.org\nnew@example.org\n", encoding="utf-8")
-    cli("lists", "remove", "example", "dmitri@example.org")
-    imported = cli("lists", "import", "example", str(source))
+    invoke("lists", "remove", "example", "dmitri@example.org")
+    imported = invoke("lists", "import", "example", str(source))
     assert "2 added, 0 duplicates, 0 invalid" in imported.stdout
     assert "Note: 1 added address is suppressed and will stay suppressed" in imported.stdout
     assert "dmitri@example.org (unsubscribed on" in imported.stdout
@@ -300,8 +268,8 @@ def test_suppressed_address_added_or_reimported_stays_suppressed(sample: Path) -
 
 
 def test_export_csv_and_json(sample: Path) -> None:
-    cli("unsubscribe", "bob@example.net")
-    as_csv = cli("lists", "export", "example")
+    invoke("unsubscribe", "bob@example.net")
+    as_csv = invoke("lists", "export", "example")
     assert as_csv.exit_code == 0
     assert as_csv.stdout.splitlines() == [
         "email,name,city",
@@ -312,14 +280,14 @@ def test_export_csv_and_json(sample: Path) -> None:
     ]
     assert "Exported 4 subscribers from lists/example.csv (1 suppressed left out" in (as_csv.stderr)
 
-    as_json = cli("lists", "export", "example", "--format", "json", "--include-suppressed")
+    as_json = invoke("lists", "export", "example", "--format", "json", "--include-suppressed")
     records = json.loads(as_json.stdout)
     assert len(records) == 5
     assert records[1] == {"email": "bob@example.net", "name": "Bob Chen", "city": "Riverside"}
     assert records[4]["email"] == "zoë@example.com"
 
     out = sample / "out.json"
-    to_file = cli("lists", "export", "example", "--format", "json", "-o", str(out))
+    to_file = invoke("lists", "export", "example", "--format", "json", "-o", str(out))
     assert to_file.stdout == ""
     exported = json.loads(out.read_text(encoding="utf-8"))
     assert [r["email"] for r in exported] == [
@@ -336,13 +304,13 @@ def test_export_of_an_empty_list_is_valid_json(
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "empty.csv"
     path.write_text("email,name\n", encoding="utf-8")
-    result = cli("lists", "export", str(path), "--format", "json")
+    result = invoke("lists", "export", str(path), "--format", "json")
     assert json.loads(result.stdout) == []
 
 
 def test_show_marks_suppressed_and_warns_about_duplicates(sample: Path) -> None:
-    cli("unsubscribe", "carol@example.com", "--reason", "bounced")
-    result = cli("lists", "show", "example")
+    invoke("unsubscribe", "carol@example.com", "--reason", "bounced")
+    result = invoke("lists", "show", "example")
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["2", "alice@example.org", "Alice", "Martin", "city=Northfield"]
@@ -353,8 +321,8 @@ def test_show_marks_suppressed_and_warns_about_duplicates(sample: Path) -> None:
 
 def test_overview_lists_every_list_but_not_the_suppression_file(sample: Path) -> None:
     (sample / "lists" / "b.csv").write_text("email\nx@example.com\nbad\n", encoding="utf-8")
-    cli("unsubscribe", "alice@example.org")
-    result = cli("lists")
+    invoke("unsubscribe", "alice@example.org")
+    result = invoke("lists")
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     assert lines[0].split() == [
@@ -371,7 +339,7 @@ def test_overview_lists_every_list_but_not_the_suppression_file(sample: Path) ->
     assert lines[-1] == (
         "Suppression list: 1 address (lists/suppressed.csv); it is not a subscriber list."
     )
-    shown = cli("lists", "show", "suppressed")
+    shown = invoke("lists", "show", "suppressed")
     assert shown.exit_code == 2
     assert "this is the suppression list, not a subscriber list" in shown.stderr
     with pytest.raises(InputError):
@@ -379,7 +347,7 @@ def test_overview_lists_every_list_but_not_the_suppression_file(sample: Path) ->
 
 
 def test_overview_of_a_missing_folder(tmp_path: Path) -> None:
-    result = cli("lists", env={"MAILER_LISTS_DIR": str(tmp_path / "none")})
+    result = invoke("lists", env={"MAILER_LISTS_DIR": str(tmp_path / "none")})
     assert result.exit_code == 0
     assert result.stdout.startswith(f"No lists in {tmp_path / 'none'}/")
 
@@ -388,7 +356,7 @@ def test_overview_of_a_missing_folder(tmp_path: Path) -> None:
 
 
 def test_validate_exit_codes(sample: Path) -> None:
-    ok = cli("lists", "validate", "example")
+    ok = invoke("lists", "validate", "example")
     assert ok.exit_code == 0
     assert ok.stdout == (
         "lists/example.csv: 5 subscribers (0 suppressed), 1 duplicate, 0 invalid: OK.\n"
@@ -396,7 +364,7 @@ def test_validate_exit_codes(sample: Path) -> None:
 
     bad = sample / "bad.csv"
     bad.write_text("email,name\nok@example.com,\nnope,\n\nx@y.z@w,\n", encoding="utf-8")
-    invalid = cli("lists", "validate", str(bad))
+    invalid = invoke("lists", "validate", str(bad))
     assert invalid.exit_code == 1
     out = invalid.stdout.splitlines()
     assert out[0].startswith(f"{bad}:3: invalid e-mail address 'nope'")
@@ -405,16 +373,16 @@ def test_validate_exit_codes(sample: Path) -> None:
 
     multiline = sample / "multi.csv"
     multiline.write_text('email,name\n"a@example.com","Two\nLines"\nb@example.com,B\n')
-    spanning = cli("lists", "validate", str(multiline))
+    spanning = invoke("lists", "validate", str(multiline))
     assert spanning.exit_code == 1
     assert spanning.stdout.startswith(f"{multiline}:2: name contains a line break")
 
-    missing = cli("lists", "validate", "nosuch")
+    missing = invoke("lists", "validate", "nosuch")
     assert missing.exit_code == 2
     assert missing.stderr == "Error: lists/nosuch.csv: list not found\n"
 
     (sample / "latin1.csv").write_bytes("email,name\nz@example.com,Zo\xeb\n".encode("latin-1"))
-    unreadable = cli("lists", "validate", "latin1.csv")
+    unreadable = invoke("lists", "validate", "latin1.csv")
     assert unreadable.exit_code == 2
     assert unreadable.stderr.startswith("Error: latin1.csv:2: not valid UTF-8")
 
@@ -451,7 +419,7 @@ def test_documented_list_commands_run(sample: Path) -> None:
     for command in commands:
         argv = shlex.split(command)
         assert argv[0] == "mailer"
-        result = cli(*argv[1:])
+        result = invoke(*argv[1:])
         assert result.exit_code == 0, (command, result.output)
     assert rows(sample / "lists" / "example.csv")[-1]["email"] == "zoë@example.com"
 

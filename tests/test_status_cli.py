@@ -7,30 +7,15 @@ import json
 from pathlib import Path
 
 import pytest
-import typer
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
-from mailer.cli_status import register
 from mailer.ledger import Campaign, Ledger
 from mailer.models import Recipient, SendResult, Status
-
-
-def make_app() -> typer.Typer:
-    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-
-    @app.callback()
-    def _root() -> None:
-        """Test root."""
-
-    register(app)
-    return app
+from tests.cli import invoke
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> Result:
-    result = CliRunner().invoke(make_app(), ["status", *args], env=env)
-    assert "Traceback" not in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
+    return invoke("status", *args, env=env)
 
 
 AUDIENCE = [f"{name}@example.org" for name in ("ann", "bob", "cid", "dan", "eve", "fay")]
