@@ -64,6 +64,7 @@ from typing import Any, Final, TypeVar
 
 from mailer.errors import EXIT_FATAL, MailerError
 from mailer.ledger_writer import MARK, RECORD
+from mailer.ledger_writer import stamp as _stamp
 from mailer.models import Recipient, SendResult, Status
 
 _T = TypeVar("_T")
@@ -209,11 +210,6 @@ _RECOVER_SQL: Final = (
 )
 
 
-def _stamp(moment: dt.datetime) -> str:
-    """Fixed-width UTC text, so that timestamps compare as strings."""
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def _parse(text: str | None) -> dt.datetime | None:
     return None if text is None else dt.datetime.fromisoformat(text)
 
@@ -251,9 +247,6 @@ class Durable:
     def __await__(self) -> Generator[Any, None, None]:
         self._writer.need(self._seq)
         return self._future.__await__()
-
-    def done(self) -> bool:
-        return self._future.done()
 
 
 class _Writer:

@@ -29,13 +29,13 @@ the sender drains and closes, and its death is seen as end of input.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import select
 import signal
 import sqlite3
 import sys
-import time
 from typing import Any, Final
 
 MARK: Final = 0
@@ -103,12 +103,11 @@ class Applier:
         return f"refusing to {verb} {key} in campaign #{campaign_id}: its row is already {row[0]}"
 
 
-def stamp() -> str:
-    """Now, as the ledger's fixed-width UTC text (see ``mailer.ledger._stamp``)."""
-    now = time.time()
-    seconds = int(now)
-    micros = int((now - seconds) * 1_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{micros:06d}Z"
+def stamp(moment: dt.datetime | None = None) -> str:
+    """``moment`` (aware; default now) as the ledger's fixed-width UTC text, so that
+    timestamps compare as strings."""
+    moment = dt.datetime.now(dt.UTC) if moment is None else moment.astimezone(dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def parse(lines: list[bytes]) -> tuple[int, list[tuple[int, str, list[list[Any]]]]]:
