@@ -14,8 +14,9 @@ from mailer.errors import InputError
 from mailer.models import Recipient
 from mailer.subscribers import read_list
 from mailer.suppression import Suppression, suppression_path
+from tests.cli import invoke
 from tests.conftest import REPO
-from tests.test_lists import cli, leftovers, rows
+from tests.test_lists import leftovers, rows
 
 DAY = dt.date(2026, 11, 20)
 
@@ -177,17 +178,17 @@ def test_two_processes_suppressing_at_once_lose_nothing(tmp_path: Path) -> None:
 
 
 def test_unsubscribe_and_resubscribe_commands(sample: Path) -> None:
-    first = cli("unsubscribe", "Bob@Example.net", "--reason", "complaint")
+    first = invoke("unsubscribe", "Bob@Example.net", "--reason", "complaint")
     assert first.exit_code == 0
     assert first.stdout == (
         "Unsubscribed Bob@example.net (reason: complaint): no digest or forward will reach it. "
         "Recorded in lists/suppressed.csv.\n"
     )
-    again = cli("unsubscribe", "bob@example.net")
+    again = invoke("unsubscribe", "bob@example.net")
     assert again.exit_code == 0
     assert again.stdout.startswith("bob@example.net is already suppressed (complaint on ")
 
-    back = cli("resubscribe", "BOB@example.net")
+    back = invoke("resubscribe", "BOB@example.net")
     assert back.exit_code == 0
     assert back.stdout.startswith("Resubscribed Bob@example.net: it was suppressed (complaint on")
     assert "Logged in lists/suppressed.log." in back.stdout
@@ -197,19 +198,19 @@ def test_unsubscribe_and_resubscribe_commands(sample: Path) -> None:
     ]
     assert actions == ["suppress", "resubscribe"]
 
-    nothing = cli("resubscribe", "bob@example.net")
+    nothing = invoke("resubscribe", "bob@example.net")
     assert nothing.exit_code == 2
     assert nothing.stderr == "Error: bob@example.net is not suppressed; nothing changed\n"
 
 
 def test_unsubscribe_needs_an_address_or_token_and_checks_them(sample: Path) -> None:
-    neither = cli("unsubscribe")
+    neither = invoke("unsubscribe")
     assert neither.exit_code == 2
     assert neither.stderr == "Error: give the EMAIL to suppress, or --token TOKEN\n"
-    bad = cli("unsubscribe", "bob@@example.net")
+    bad = invoke("unsubscribe", "bob@@example.net")
     assert bad.exit_code == 2
     assert bad.stderr.startswith("Error: EMAIL: invalid e-mail address 'bob@@example.net'")
-    reason = cli("unsubscribe", "bob@example.net", "--reason", "spam")
+    reason = invoke("unsubscribe", "bob@example.net", "--reason", "spam")
     assert reason.exit_code == 2
     assert not (sample / "lists" / "suppressed.csv").exists()
 
@@ -219,7 +220,7 @@ def test_broken_suppression_file_stops_commands_with_one_line(sample: Path) -> N
         "email,reason,date\nx@example.com,oops,\n", encoding="utf-8"
     )
     before = (sample / "lists" / "example.csv").read_bytes()
-    result = cli("lists", "add", "example", "new@example.com")
+    result = invoke("lists", "add", "example", "new@example.com")
     assert result.exit_code == 2
     assert (sample / "lists" / "example.csv").read_bytes() == before
     assert result.stderr == (

@@ -10,7 +10,8 @@ import pytest
 from mailer.errors import TokenError
 from mailer.suppression import Suppression
 from mailer.tokens import make_token, verify_token
-from tests.test_lists import cli, run_cli
+from tests.cli import invoke
+from tests.test_lists import run_cli
 
 KEY = "a-real-secret-key-for-the-tests-0123456789"
 ENV = {"MAILER_SECRET_KEY": KEY}
@@ -75,7 +76,7 @@ def test_an_empty_key_signs_and_verifies_nothing() -> None:
 
 def test_unsubscribe_with_a_genuine_token(sample: Path) -> None:
     token = make_token(KEY, "example", "dmitri@example.org")
-    result = cli("unsubscribe", "--token", token, env=ENV)
+    result = invoke("unsubscribe", "--token", token, env=ENV)
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("Unsubscribed dmitri@example.org (reason: unsubscribed)")
     suppression = Suppression.for_lists_dir(sample / "lists")
@@ -83,7 +84,7 @@ def test_unsubscribe_with_a_genuine_token(sample: Path) -> None:
     assert entry is not None and entry.reason == "unsubscribed"
     assert "token from list 'example'" in (sample / "lists" / "suppressed.log").read_text()
 
-    again = cli("unsubscribe", "--token", token, env=ENV)  # a second click is harmless
+    again = invoke("unsubscribe", "--token", token, env=ENV)  # a second click is harmless
     assert again.exit_code == 0
     assert "already suppressed (unsubscribed on" in again.stdout
 
@@ -96,7 +97,7 @@ def test_bad_token_gives_one_error_line_and_suppresses_no_one(sample: Path, kind
         "moved": _b64(b"example\nbob@example.net") + "." + genuine.split(".")[1],
         "garbage": "not a token",
     }[kind]
-    result = cli("unsubscribe", "--token", token, env=ENV)
+    result = invoke("unsubscribe", "--token", token, env=ENV)
     assert result.exit_code == 2
     assert result.stdout == ""
     assert len(result.stderr.splitlines()) == 1
@@ -106,7 +107,7 @@ def test_bad_token_gives_one_error_line_and_suppresses_no_one(sample: Path, kind
 
 def test_token_for_another_address_than_the_one_given_is_refused(sample: Path) -> None:
     token = make_token(KEY, "example", "alice@example.org")
-    result = cli("unsubscribe", "bob@example.net", "--token", token, env=ENV)
+    result = invoke("unsubscribe", "bob@example.net", "--token", token, env=ENV)
     assert result.exit_code == 2
     assert result.stderr == (
         "Error: --token: the token is not for bob@example.net; nothing changed\n"
@@ -116,7 +117,7 @@ def test_token_for_another_address_than_the_one_given_is_refused(sample: Path) -
 
 def test_tokens_are_refused_while_the_public_sample_key_is_set(sample: Path) -> None:
     token = make_token("sample-secret-key-change-me", "example", "alice@example.org")
-    result = cli("unsubscribe", "--token", token)
+    result = invoke("unsubscribe", "--token", token)
     assert result.exit_code == 2
     assert result.stderr.startswith("Error: setting MAILER_SECRET_KEY: still the public sample")
     assert not (sample / "lists" / "suppressed.csv").exists()
