@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
+import os
 import re
+import zoneinfo
 from pathlib import Path
 from typing import Any, Literal
 
@@ -74,6 +77,22 @@ class Settings(BaseSettings):
     policy_halt_after: int = Field(20, ge=1)
 
     forward_daily_quota: int = Field(10, ge=1)
+
+    # The newsletter's time zone: what "today" is, and where an issue's days begin and end.
+    timezone: str | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"{value[:64]!r} is not a time zone name (e.g. Europe/London, UTC)"
+            ) from None
+        return value
 
     @field_validator("from_address")
     @classmethod
@@ -147,6 +166,16 @@ class Settings(BaseSettings):
         slug = re.sub(r"[^a-z0-9]+", "-", self.newsletter_name.lower()).strip("-") or "list"
         return f"{slug}.{self.from_domain}"
 
+    @property
+    def zone(self) -> dt.tzinfo:
+        """``MAILER_TIMEZONE``, else the machine's own zone (``TZ``, ``/etc/localtime``)."""
+        return zoneinfo.ZoneInfo(self.timezone) if self.timezone else local_zone()
+
+    def today(self, now: dt.datetime | None = None) -> dt.date:
+        """The date in the newsletter's zone at ``now`` (aware; default: the clock)."""
+        moment = now if now is not None else dt.datetime.now(dt.UTC)
+        return moment.astimezone(self.zone).date()
+
     def smtp_is_loopback(self) -> bool:
         if self.smtp_host == "localhost":
             return True
@@ -163,6 +192,21 @@ class Settings(BaseSettings):
                 hint="set MAILER_SECRET_KEY to a long random value, e.g. "
                 "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`",
             )
+
+
+def local_zone() -> dt.tzinfo:
+    """The machine's time zone with its daylight-saving rules, or UTC if it has none."""
+    name = os.environ.get("TZ", "").removeprefix(":")
+    if name:
+        try:
+            return zoneinfo.ZoneInfo(name)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            pass
+    try:
+        with open("/etc/localtime", "rb") as handle:
+            return zoneinfo.ZoneInfo.from_file(handle, key="localtime")
+    except (OSError, ValueError):
+        return dt.UTC
 
 
 def _normalise_address(value: str) -> str:
