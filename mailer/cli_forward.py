@@ -74,7 +74,9 @@ def forward(
     out: Annotated[
         Path | None,
         typer.Option(
-            metavar="DIR", help="Preview folder (default: <MAILER_PREVIEWS_DIR>/forward-<slug>)."
+            metavar="DIR",
+            help="Preview folder: a new one, or an earlier preview, which is replaced "
+            "(default: <MAILER_PREVIEWS_DIR>/forward-<slug>).",
         ),
     ] = None,
 ) -> None:

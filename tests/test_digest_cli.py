@@ -260,6 +260,7 @@ def test_previews_parse_back_into_text_then_html(sample: Path) -> None:
     assert str(FOLDER) in result.stdout
     folder = sample / FOLDER
     assert sorted(p.name for p in folder.iterdir()) == [
+        ".mailer-preview",
         "000001-alice_at_example.org.eml",
         "000002-bob_at_example.net.eml",
         "000003-carol_at_example.com.eml",

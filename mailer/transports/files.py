@@ -1,18 +1,37 @@
 """The files transport: previews. Each message becomes an ``.eml`` file; the folder appears
-whole (written to a temporary folder, then renamed into place) or not at all."""
+whole (written to a temporary folder, then swapped into place) or not at all.
+
+A preview folder holds a marker file, ``.mailer-preview``. Only a folder with that marker is
+ever replaced: an existing file, a folder without it, the current directory or one of its
+parents is refused before anything is written, so that a wrong ``--out`` cannot delete
+anyone's files.
+"""
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import functools
 import os
 import re
 import shutil
+import stat
+import sys
 import tempfile
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import cast
 
 from mailer.errors import InputError
 from mailer.models import Outgoing
 from mailer.transports.base import Reply
+
+MARKER = ".mailer-preview"
+MARKER_TEXT = (
+    "This folder holds mail previews written by mailer; nothing in it was sent.\n"
+    "mailer replaces the whole folder when it writes these previews again,\n"
+    "so keep no other files here.\n"
+)
 
 
 def eml_name(index: int, email: str) -> str:
@@ -22,7 +41,8 @@ def eml_name(index: int, email: str) -> str:
 
 
 class FilesTransport:
-    """Writes previews into ``folder`` atomically."""
+    """Writes previews into ``folder`` atomically; refuses, at construction, a ``folder``
+    that is not new and not an earlier preview (``InputError`` naming it)."""
 
     name = "files"
 
@@ -30,19 +50,93 @@ class FilesTransport:
         self.folder = folder
         self._extras = dict(extras or {})
         self._tmp: Path | None = None
+        self._created: list[Path] = []  # parent folders this run made, removed if it fails
         self.written = 0
+        try:
+            # Resolved once: a relative path or ``.`` gets a real name and parent, and the
+            # temporary folder lands beside the real target (same file system) even when
+            # ``folder`` is a symlink.
+            self._real = folder.resolve()
+        except (OSError, RuntimeError) as exc:  # a symlink loop
+            raise InputError(f"{folder}: cannot use as a preview folder ({exc})") from exc
+        self._where = _describe(folder, self._real)
+        self._check_target()
+
+    def _check_target(self) -> None:
+        """Refuse anything but a new folder or an earlier preview, before writing a byte."""
+        real, where = self._real, self._where
+        try:
+            cwd = Path.cwd().resolve()
+        except OSError:  # the current directory was deleted: it cannot be the target
+            cwd = None
+        if cwd is not None and (real == cwd or real in cwd.parents):
+            what = "is" if real == cwd else "holds"
+            raise InputError(
+                f"{where}: {what} the current directory; previews need a folder of their own"
+            )
+        try:
+            mode = os.lstat(real).st_mode
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise InputError(f"{where}: cannot use as a preview folder ({exc.strerror})") from exc
+        if not stat.S_ISDIR(mode):
+            raise InputError(f"{where}: exists and is not a folder; refusing to replace it")
+        try:
+            marked = _is_regular_file(real / MARKER)
+            folders = [e.name for e in os.scandir(real) if e.is_dir(follow_symlinks=False)]
+        except OSError as exc:
+            raise InputError(f"{where}: cannot read the folder ({exc.strerror})") from exc
+        if not marked:
+            raise InputError(
+                f"{where}: exists and is not a preview folder (it has no {MARKER} file); "
+                "refusing to replace it, choose a new folder"
+            )
+        if folders:  # previews are flat: someone put their own things here
+            raise InputError(
+                f"{where}: holds a folder ({sorted(folders)[0]}/), which previews never do; "
+                "refusing to replace it"
+            )
 
     def _staging(self) -> Path:
         if self._tmp is None:
-            parent = self.folder.parent
             try:
-                parent.mkdir(parents=True, exist_ok=True)
-                self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.folder.name}.", dir=parent))
+                self._make_parents()
+                # The name is cut so that a long but valid target name still leaves room.
+                prefix = f".{self._real.name[:100]}."
+                tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=self._real.parent))
+                self._tmp = tmp
+                (tmp / MARKER).write_text(MARKER_TEXT, encoding="utf-8")
             except OSError as exc:
+                self._discard()
                 raise InputError(
-                    f"{parent}: cannot create preview folder ({exc.strerror})"
+                    f"{self._where}: cannot create the preview folder ({exc.strerror})"
                 ) from exc
         return self._tmp
+
+    def _make_parents(self) -> None:
+        missing: list[Path] = []
+        parent = self._real.parent
+        while not parent.exists():
+            missing.append(parent)
+            parent = parent.parent
+        for path in reversed(missing):
+            try:
+                path.mkdir()
+            except FileExistsError:
+                continue
+            self._created.append(path)
+
+    def _discard(self) -> None:
+        """Remove what this run wrote: the temporary folder and the parents it made."""
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+        while self._created:
+            try:
+                self._created.pop().rmdir()
+            except OSError:  # not empty: something else lives there now
+                self._created.clear()
 
     async def open_channel(self) -> FilesTransport:
         self._staging()
@@ -52,8 +146,11 @@ class FilesTransport:
         if ready is not None:
             await ready
         path = self._staging() / eml_name(message.index, message.recipient.email)
-        with path.open("wb") as handle:
-            handle.write(message.data)
+        try:
+            with path.open("wb") as handle:
+                handle.write(message.data)
+        except OSError as exc:  # a full disk, a read-only or vanished folder
+            raise InputError(f"{self._where}: cannot write the previews ({exc.strerror})") from exc
         self.written += 1
         return Reply(250, f"written to {path.name}")
 
@@ -61,25 +158,100 @@ class FilesTransport:
         return None
 
     async def finish(self, *, complete: bool) -> None:
-        tmp = self._staging()
         if not complete:
-            shutil.rmtree(tmp, ignore_errors=True)
-            self._tmp = None
+            self._discard()
             return
+        tmp = self._staging()
         try:
             for name, content in self._extras.items():
                 data = content.encode("utf-8") if isinstance(content, str) else content
                 (tmp / name).write_bytes(data)
             os.chmod(tmp, 0o755)
-            if self.folder.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{self.folder.name}.old.", dir=tmp.parent))
-                os.replace(self.folder, old / "previous")
-                os.replace(tmp, self.folder)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, self.folder)
+            self._check_target()  # again: the folder may have appeared since
+            self._install(tmp)
         except OSError as exc:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise InputError(f"{self.folder}: cannot write previews ({exc.strerror})") from exc
-        finally:
-            self._tmp = None
+            self._discard()
+            raise InputError(f"{self._where}: cannot write the previews ({exc.strerror})") from exc
+        except InputError:
+            self._discard()
+            raise
+        self._tmp = None
+        self._created.clear()
+
+    def _install(self, tmp: Path) -> None:
+        """Put the finished ``tmp`` at the target; an earlier preview is swapped out whole."""
+        real = self._real
+        if not os.path.lexists(real):
+            os.rename(tmp, real)
+            return
+        if _exchange(tmp, real):
+            # ``tmp`` now holds the earlier preview.
+            _remove_previous(tmp, self._where)
+            return
+        # No atomic swap here (not Linux, or the file system cannot): the earlier preview
+        # steps aside and the new one takes its name, a short moment with neither.
+        previous = tmp.with_name(f"{tmp.name}-previous")
+        os.rename(real, previous)
+        try:
+            os.rename(tmp, real)
+        except OSError:
+            os.rename(previous, real)
+            raise
+        _remove_previous(previous, self._where)
+
+
+def _describe(folder: Path, real: Path) -> str:
+    """The folder as given, and where it really is when that is not obvious from it."""
+    if folder.name in ("", "..") or Path(os.path.abspath(folder)) != real:
+        return f"{folder} ({real})"
+    return str(folder)
+
+
+def _is_regular_file(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False
+
+
+def _remove_previous(path: Path, where: str) -> None:
+    try:
+        shutil.rmtree(path)
+    except OSError as exc:
+        raise InputError(
+            f"{where}: previews written, but the earlier ones left in {path} could not be "
+            f"removed ({exc.strerror})"
+        ) from exc
+
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+@functools.cache
+def _renameat2() -> Callable[..., int] | None:
+    """Linux's ``renameat2``, which Python's ``os`` does not offer; None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        func = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # a C library older than glibc 2.28
+        return None
+    func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    func.restype = ctypes.c_int
+    return cast(Callable[..., int], func)
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two paths in one step (``RENAME_EXCHANGE``), so that each name always holds one
+    of the two folders. False where the system or the file system cannot do it."""
+    renameat2 = _renameat2()
+    if renameat2 is None:
+        return False
+    a, b = os.fsencode(first), os.fsencode(second)
+    if renameat2(_AT_FDCWD, a, _AT_FDCWD, b, _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), os.fspath(second))
