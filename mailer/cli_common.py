@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from types import FrameType
 from typing import ParamSpec, TypeVar
 
 import typer
 
-from mailer.errors import MailerError
+from mailer.errors import EXIT_RESUMABLE, MailerError
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -21,16 +25,50 @@ def err(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+class Interrupted(BaseException):
+    """SIGTERM or SIGHUP outside a send loop: unwinds like Ctrl-C (``KeyboardInterrupt``)."""
+
+
+def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
+    if signum == signal.SIGHUP:
+        detach_from_terminal()
+    raise Interrupted(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def _stop_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP unwind the command like Ctrl-C does (a send loop installs its own
+    graceful handlers meanwhile), instead of killing it wherever it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {
+        sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGTERM, signal.SIGHUP)
+    }
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Turn a ``MailerError`` into one ``Error:`` line and its exit code; never a traceback.
 
-    Output piped into a command that stops reading (``| head``) ends the command quietly.
+    Ctrl-C, SIGTERM or SIGHUP before a send loop starts end the command with 75 (run it
+    again): nothing half-done is kept, since every write is atomic. Output piped into a
+    command that stops reading (``| head``) ends the command quietly.
     """
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            return func(*args, **kwargs)
+            with _stop_signals():
+                return func(*args, **kwargs)
+        except (KeyboardInterrupt, Interrupted):
+            with contextlib.suppress(OSError):
+                err("Interrupted: nothing was sent or written half-way; run the command again.")
+            raise typer.Exit(EXIT_RESUMABLE) from None
         except MailerError as exc:
             err(f"Error: {exc.message}")
             if exc.hint:
@@ -52,3 +90,15 @@ def _silence_stdout() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, fd)
     os.close(devnull)
+
+
+def detach_from_terminal() -> None:
+    """The terminal is gone (SIGHUP): writing to it would fail, so output goes nowhere."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for fd in (1, 2):
+            with contextlib.suppress(OSError):
+                if os.isatty(fd):
+                    os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from mailer.campaign import CampaignRun, campaign_delivery, settle_campaign
 from mailer.cli_common import reports_errors
 from mailer.delivery import deliver
 from mailer.errors import EXIT_OK, EXIT_RESUMABLE, InputError
@@ -23,14 +24,13 @@ from mailer.forward import (
     render_forward,
     start_campaigns,
 )
-from mailer.ledger import Ledger, is_hard_bounce
+from mailer.ledger import Ledger
 from mailer.models import Recipient, Rendered, SendResult, Status
 from mailer.pipeline import delivery_policy, newsletter_context, smtp_config
 from mailer.progress import Report, run_with_progress
 from mailer.render import make_environment
-from mailer.sending import CampaignRun, campaign_delivery, settle_campaign
 from mailer.settings import Settings, load_settings
-from mailer.suppression import Reason, Suppression
+from mailer.suppression import Suppression
 from mailer.transports.files import FilesTransport
 from mailer.transports.smtp import SMTPTransport
 
@@ -149,21 +149,13 @@ def _send(
             print(f"Forwarding {rendered.subject!r} to {friend} via {transport.config.where}")
             composer = forward_composer(settings, request, rendered, friend)
             run = campaign_delivery(
-                ledger,
-                campaign,
-                transport,
-                policy,
-                composer.compose,
-                skip=suppression.is_suppressed,
+                ledger, campaign, transport, policy, composer.compose, suppression=suppression
             )
             report = asyncio.run(_drive(run, ledger))
-            settle_campaign(ledger, campaign)
-            bounced: Reason = "bounced"
-            bounces = [
-                (r.email, bounced) for r in report.failures if is_hard_bounce(r.code, r.reply)
-            ]
-            if bounces:  # as for a digest: a 5.1.x address is not mailed again
-                suppression.add_many(bounces, note="hard bounce (5.1.x) of a forward")
+            # as for a digest: a 5.1.x address is not mailed again
+            settle_campaign(
+                ledger, campaign, suppression=suppression, note="hard bounce (5.1.x) of a forward"
+            )
             if report.interrupted:
                 return EXIT_RESUMABLE
             code = max(code, report.exit_code)

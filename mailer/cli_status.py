@@ -21,6 +21,7 @@ SHOWN: tuple[State, ...] = (
     State.DEFERRED,
     State.FAILED,
     State.UNKNOWN,
+    State.SKIPPED,
     State.PENDING,
     State.SENDING,
 )
@@ -198,6 +199,12 @@ def _describe(
             "--resend-unknown. `mailer status --list unknown` lists "
             f"{'it' if unknown == 1 else 'them'}."
         )
+    skipped = counts[State.SKIPPED]
+    if skipped:
+        notes.append(
+            f"{_plural(skipped, 'recipient')} skipped: suppressed (unsubscribed, bounced or "
+            "complained) after the campaign started; `mailer status --list skipped` lists them."
+        )
     left = counts[State.PENDING] + counts[State.DEFERRED]
     if left and not book.readonly:
         notes.append(
@@ -215,6 +222,7 @@ def _campaign_json(campaign: Campaign) -> dict[str, Any]:
         "kind": campaign.kind,
         "subject": campaign.subject,
         "list": campaign.list_path,
+        "issue_date": campaign.issue_date.isoformat() if campaign.issue_date else None,
         "recipients": campaign.frozen_count,
         "created_at": campaign.created_at.isoformat(),
         "finished_at": campaign.finished_at.isoformat() if campaign.finished_at else None,

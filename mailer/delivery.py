@@ -7,19 +7,31 @@ the size of the list. Outcomes are data:
 - 2xx: sent.
 - 4xx, or a channel that broke before the message's data went out: retried with exponential
   backoff and jitter up to ``max_attempts``, then deferred.
-- 5xx: failed, never retried; it affects no other recipient.
+- 5xx about the recipient (a refused RCPT such as 5.1.1, a full mailbox): failed, never
+  retried; it affects no other recipient.
+- 5xx about *us* (see ``classify``): a refused MAIL FROM, X.1.7/X.1.8 (the sender's
+  address), authentication or encryption required, a message too big: the run stops at
+  once and the recipient is ``unsent``, left to send again once the cause is fixed.
+- 5.7.x policy refusals at RCPT or after the data are ambiguous (the relay refusing us, or
+  one domain refusing one message): each is recorded as deferred, so nothing is lost if the
+  run stops; ``policy_halt_after`` of them with no message accepted in between stop the
+  run, and they stay deferred. Once a later message is accepted, the relay is evidently not
+  refusing us, and the ones held so far become failed.
 - A channel that broke *after* the data went out (the final dot was written, no reply came):
   unknown. The server may have accepted it, so it is not retried (RFC 1047): a duplicate is
   worse than a question.
-- A fatal transport error (authentication, TLS, unreachable server) stops the run at once,
-  and so does a long run of consecutive 5.7.x policy rejections.
+- A recipient that ``skip`` names a reason for (suppressed since the run started) is
+  skipped just before its message would go out.
+- A fatal transport error (authentication, TLS, unreachable server) stops the run at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import random
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -71,6 +83,55 @@ BeforeSend = Callable[[Outgoing, int], Awaitable[None]]
 AfterSend = Callable[[SendResult], object]
 
 
+class Verdict(enum.Enum):
+    """What a reply means for its recipient and for the run."""
+
+    SENT = "sent"
+    TEMPORARY = "temporary"  # 4xx or a lost connection before the data: retry
+    UNKNOWN = "unknown"  # lost after the data went out: may have been delivered
+    RECIPIENT = "recipient"  # a permanent refusal of this recipient
+    POLICY = "policy"  # a 5.7.x refusal: maybe of us, maybe of this message
+    REFUSED_US = "refused-us"  # a permanent refusal of the sender or the session: stop
+
+
+_SENDER_TEXT = re.compile(r"sender (address )?(rejected|verify failed|verification failed)", re.I)
+# X.1.7 / X.1.8: the sender's address; 5.7.8-5.7.14: authentication or encryption required.
+_ABOUT_US_CODES = frozenset({"5.1.7", "5.1.8", "5.3.4", "5.7.8", "5.7.9", "5.7.10", "5.7.11"})
+
+
+def classify(reply: Reply, *, broken: bool = False, data_sent: bool = False) -> Verdict:
+    """Sort a reply into a ``Verdict``. Only a reply about the recipient may fail it.
+
+    A reply to MAIL FROM is always about us, whatever its code; so is one naming the
+    sender's address (X.1.7, X.1.8, Postfix's "Sender address rejected", which a Postfix
+    with delayed restrictions gives at RCPT), asking for authentication or encryption, or
+    refusing the message's size.
+    """
+    if reply.ok:
+        return Verdict.SENT
+    if broken and data_sent and reply.code == 0:
+        return Verdict.UNKNOWN
+    if not reply.permanent:
+        return Verdict.TEMPORARY
+    enhanced = reply.enhanced
+    if (
+        reply.stage == "mail"
+        or enhanced in _ABOUT_US_CODES
+        or reply.code in (530, 535, 538)
+        or _SENDER_TEXT.search(reply.text)
+        or (reply.stage == "message" and reply.code == 552)
+    ):
+        return Verdict.REFUSED_US
+    if enhanced.startswith("5.7."):
+        return Verdict.POLICY
+    return Verdict.RECIPIENT
+
+
+# Gives the reason a recipient must not be mailed now (suppressed since the campaign
+# started), or None. Checked by the worker just before the message would go out.
+Skip = Callable[[Outgoing], str | None]
+
+
 @dataclass
 class _Item:
     message: Outgoing
@@ -88,12 +149,14 @@ class Delivery:
         *,
         before_send: BeforeSend | None = None,
         after_send: AfterSend | None = None,
+        skip: Skip | None = None,
     ) -> None:
         self.transport = transport
         self.policy = policy or DeliveryPolicy()
         self._messages = iter(messages)
         self._before_send = before_send
         self._after_send = after_send
+        self._skip = skip
         self._bucket = TokenBucket(self.policy.rate) if self.policy.rate else None
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue(
             maxsize=self.policy.concurrency * 2
@@ -103,18 +166,28 @@ class Delivery:
         self._exhausted = False
         self._stopping = False
         self._fatal: BaseException | None = None
-        self._policy_streak = 0
-        self._last_policy: Reply | None = None
+        self._held: list[tuple[_Item, Reply]] = []  # policy refusals not yet judged
         self._done = False
         self._warm = False
         self._warmup = asyncio.Lock()
         self._retries: set[asyncio.Task[None]] = set()
+        self._workers: list[asyncio.Task[None]] = []
         self.unsent = 0  # messages never attempted because the run stopped
+        self.in_flight = 0  # messages handed to a channel and not yet answered
+        self.abandoned = 0  # messages in flight when ``abandon`` was called
 
     def stop(self) -> None:
         """Take no new messages; messages in flight finish and are reported."""
         self._stopping = True
         for task in list(self._retries):
+            task.cancel()
+
+    def abandon(self) -> None:
+        """Stop now, without waiting for the messages in flight (a third Ctrl-C). Their
+        outcome is unknown: the caller must treat their rows as such."""
+        self.stop()
+        self.abandoned = self.in_flight
+        for task in self._workers:
             task.cancel()
 
     @property
@@ -123,6 +196,7 @@ class Delivery:
 
     async def run(self) -> AsyncIterator[SendResult]:
         workers = [asyncio.create_task(self._worker()) for _ in range(self.policy.concurrency)]
+        self._workers = workers
         feeder = asyncio.create_task(self._feed())
         supervisor = asyncio.create_task(self._supervise(workers))
         complete = False
@@ -160,8 +234,10 @@ class Delivery:
             self._maybe_done()
 
     def _maybe_done(self) -> None:
-        """When every message is resolved, tell each worker to exit."""
-        if self._exhausted and self._outstanding == 0 and not self._done:
+        """When every message is resolved, tell each worker to exit. Policy refusals still
+        held then (no later message was accepted) stay deferred."""
+        if self._exhausted and self._outstanding == len(self._held) and not self._done:
+            self._release(Status.DEFERRED)
             self._done = True
             for _ in range(self.policy.concurrency):
                 self._queue.put_nowait(None)
@@ -184,7 +260,11 @@ class Delivery:
                         continue
                 if self._bucket is not None:
                     await self._bucket.take()
+                if self._skip is not None and (reason := self._skip(item.message)):
+                    self._emit(item, Status.SKIPPED, Reply(0, reason))
+                    continue
                 item.attempts += 1
+                self.in_flight += 1
                 try:
                     ready = None
                     if self._before_send is not None:
@@ -193,10 +273,15 @@ class Delivery:
                     broken, data_sent = False, True
                 except ChannelBroken as exc:
                     reply, broken, data_sent = exc.reply, True, exc.data_sent
-                except Exception as exc:  # the ledger refused or failed: stop cleanly
+                except Exception as exc:  # the ledger refused or failed, or a fatal error
                     self._abort(exc)
+                    if self._after_send is not None:  # its row was marked: not sent after all
+                        with contextlib.suppress(Exception):
+                            self._after_send(self._result(item, Status.UNSENT, Reply(0, str(exc))))
                     self._resolve_unsent()
                     continue
+                finally:
+                    self.in_flight -= 1
                 if broken or reply.code == 421:
                     with contextlib.suppress(Exception):
                         await channel.close()
@@ -246,27 +331,37 @@ class Delivery:
         return None
 
     def _settle(self, item: _Item, reply: Reply, *, broken: bool, data_sent: bool) -> None:
-        if reply.ok:
-            self._policy_streak = 0
+        verdict = classify(reply, broken=broken, data_sent=data_sent)
+        if verdict is Verdict.SENT:
+            self._release(Status.FAILED)  # the relay takes our mail: those were about them
             self._emit(item, Status.SENT, reply)
-        elif broken and data_sent and reply.code == 0:
+        elif verdict is Verdict.UNKNOWN:
             self._emit(item, Status.UNKNOWN, reply)
-        elif reply.permanent:
+        elif verdict is Verdict.RECIPIENT:
             self._emit(item, Status.FAILED, reply)
-            if reply.enhanced.startswith("5.7."):
-                self._policy_streak += 1
-                self._last_policy = reply
-                if self._policy_streak >= self.policy.policy_halt_after:
-                    self._abort(
-                        DeliveryError(
-                            f"the relay is refusing us: {self._policy_streak} policy rejections "
-                            f"in a row (last: {reply})",
-                            hint="check the sending account, SPF/DKIM and the provider's "
-                            "dashboard before resuming",
-                        )
+        elif verdict is Verdict.REFUSED_US:
+            self._emit(item, Status.UNSENT, reply)
+            self._abort(
+                DeliveryError(
+                    f"the relay refused us, not a recipient: {reply}",
+                    hint="no recipient was failed or suppressed; fix the sender address or "
+                    "the relay's settings, then run the same command again",
+                )
+            )
+        elif verdict is Verdict.POLICY:
+            if self._after_send is not None:  # retryable until judged
+                self._after_send(self._result(item, Status.DEFERRED, reply))
+            self._held.append((item, reply))
+            if len(self._held) >= self.policy.policy_halt_after and not self._stopping:
+                self._abort(
+                    DeliveryError(
+                        f"the relay is refusing us: {len(self._held)} policy rejections "
+                        f"with no message accepted in between (last: {reply})",
+                        hint="they stay deferred and are sent again on a resume; check the "
+                        "sending account, SPF/DKIM and the provider's dashboard first",
                     )
-            else:
-                self._policy_streak = 0
+                )
+            self._maybe_done()
         elif item.attempts >= self.policy.max_attempts or self._stopping:
             self._emit(item, Status.DEFERRED, reply)
         else:
@@ -276,6 +371,17 @@ class Delivery:
             task = asyncio.get_running_loop().create_task(self._retry_later(item, reply))
             self._retries.add(task)
             task.add_done_callback(self._retries.discard)
+
+    def _release(self, status: Status) -> None:
+        """Judge the held policy refusals: ``FAILED`` once the relay has taken a message
+        (recorded anew), or ``DEFERRED`` as they were recorded."""
+        held, self._held = self._held, []
+        for item, reply in held:
+            if status is Status.DEFERRED:
+                self._results.put_nowait(self._result(item, status, reply))
+                self._outstanding -= 1
+            else:
+                self._emit(item, status, reply)
 
     async def _retry_later(self, item: _Item, reply: Reply) -> None:
         try:
@@ -329,8 +435,11 @@ async def deliver(
     *,
     before_send: BeforeSend | None = None,
     after_send: AfterSend | None = None,
+    skip: Skip | None = None,
 ) -> AsyncIterator[SendResult]:
     """Yield one result per recipient; raises ``DeliveryError`` if the run had to stop."""
-    engine = Delivery(transport, messages, policy, before_send=before_send, after_send=after_send)
+    engine = Delivery(
+        transport, messages, policy, before_send=before_send, after_send=after_send, skip=skip
+    )
     async for result in engine.run():
         yield result

@@ -79,6 +79,10 @@ class LedgerError(MailerError):
     exit_code = EXIT_FATAL
 
 
+class EmptyAudience(MailerError):
+    """A campaign would start with nobody to send to; nothing was frozen."""
+
+
 class LedgerBusy(LedgerError):
     """Another process holds the ledger for writing (a send is running)."""
 
@@ -92,15 +96,23 @@ class State(enum.StrEnum):
     DEFERRED = "deferred"
     FAILED = "failed"
     UNKNOWN = "unknown"
+    SKIPPED = "skipped"  # final: not sent on purpose (suppressed); the reason is in last_reply
 
+
+# States a campaign can still act on; with none of them left, it is finished.
+OPEN_STATES: Final = (State.PENDING, State.SENDING, State.DEFERRED)
 
 _FROM_STATUS: Final = {
     Status.SENT: State.SENT,
     Status.DEFERRED: State.DEFERRED,
     Status.FAILED: State.FAILED,
     Status.UNKNOWN: State.UNKNOWN,
+    Status.SKIPPED: State.SKIPPED,
+    Status.UNSENT: State.PENDING,
 }
-_HARD_BOUNCE_RE: Final = re.compile(r"\s*5\.1\.\d{1,3}(?!\S)")
+# 5.1.x is about the destination address, except X.1.7 and X.1.8, which are about the
+# *sender's* address (RFC 3463): those are never a recipient's bounce.
+_HARD_BOUNCE_RE: Final = re.compile(r"\s*5\.1\.(?![78](?!\d))\d{1,3}(?!\S)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +127,10 @@ class Campaign:
     frozen_count: int
     created_at: dt.datetime
     finished_at: dt.datetime | None = None
+    issue_date: dt.date | None = None  # a digest's issue date
+    cutoff: dt.datetime | None = None  # the instant its articles were chosen at
+    fingerprint: str = ""  # what was sent: a hash of the rendered issue and its envelope
+    fields: tuple[str, ...] = ()  # the list's extra columns when the audience was frozen
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,11 +209,48 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE INDEX forwards_sender ON forwards (sender)",
         "CREATE INDEX forwards_friend_article ON forwards (friend, article)",
     ),
+    # 2: a final 'skipped' state (suppressed during a campaign); what a campaign is (its
+    # issue date, cut-off instant, content fingerprint and list columns), so that a resume
+    # can tell a different issue or list from the one it started. SQLite cannot alter a
+    # CHECK constraint, so the deliveries table is rebuilt (foreign keys are off meanwhile).
+    (
+        """CREATE TABLE deliveries_v2 (
+            id INTEGER PRIMARY KEY,
+            campaign_id INTEGER NOT NULL REFERENCES campaigns (id),
+            email TEXT NOT NULL,
+            address TEXT NOT NULL,
+            name TEXT NOT NULL DEFAULT '',
+            fields TEXT NOT NULL DEFAULT '{}',
+            line INTEGER NOT NULL DEFAULT 0,
+            position INTEGER NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN
+                ('pending', 'sending', 'sent', 'deferred', 'failed', 'unknown', 'skipped')),
+            message_id TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_code INTEGER,
+            last_reply TEXT,
+            hard_bounce INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            sending_at TEXT,
+            sent_at TEXT,
+            UNIQUE (campaign_id, email)
+        )""",
+        "INSERT INTO deliveries_v2 SELECT * FROM deliveries",
+        "DROP TABLE deliveries",
+        "ALTER TABLE deliveries_v2 RENAME TO deliveries",
+        "CREATE INDEX deliveries_sending ON deliveries (state) WHERE state = 'sending'",
+        "ALTER TABLE campaigns ADD COLUMN issue_date TEXT",
+        "ALTER TABLE campaigns ADD COLUMN cutoff TEXT",
+        "ALTER TABLE campaigns ADD COLUMN fingerprint TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE campaigns ADD COLUMN fields TEXT NOT NULL DEFAULT '[]'",
+    ),
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 _CAMPAIGN_COLUMNS: Final = (
-    "id, name, kind, list_path, subject, frozen_count, created_at, finished_at"
+    "id, name, kind, list_path, subject, frozen_count, created_at, finished_at, "
+    "issue_date, cutoff, fingerprint, fields"
 )
 _ROW_COLUMNS: Final = (
     "address, name, state, position, attempts, message_id, last_code, last_reply, "
@@ -732,14 +785,21 @@ class Ledger:
         list_path: str | os.PathLike[str] = "",
         subject: str = "",
         recipients: Iterable[Recipient],
+        skip: Callable[[str], str | None] | None = None,
+        issue_date: dt.date | None = None,
+        cutoff: dt.datetime | None = None,
+        fingerprint: str = "",
+        fields: Sequence[str] = (),
     ) -> Campaign:
         """Return the campaign ``name``, creating it with all ``recipients`` as ``pending``.
 
         An existing campaign is returned unchanged and ``recipients`` is not read: the
         audience was frozen when the campaign first started. A new campaign is inserted in
         one transaction, streaming ``recipients`` (any size), and becomes visible only when
-        complete; an address seen twice (case-insensitively) keeps its first row. An error
-        raised while reading ``recipients`` leaves no trace.
+        complete; an address seen twice (case-insensitively) keeps its first row. A
+        recipient for whom ``skip`` gives a reason (suppressed) is frozen as ``skipped``
+        with that reason. An error raised while reading ``recipients`` leaves no trace, and
+        so does an audience with nobody to send to (``EmptyAudience``).
         """
 
         def insert(conn: sqlite3.Connection, now: str) -> tuple[Any, ...]:
@@ -753,17 +813,27 @@ class Ledger:
                     )
                 return tuple(existing)
             campaign_id = conn.execute(
-                "INSERT INTO campaigns (name, kind, list_path, subject, created_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (name, kind, str(list_path), subject, now),
+                "INSERT INTO campaigns (name, kind, list_path, subject, created_at, issue_date, "
+                "cutoff, fingerprint, fields) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    name,
+                    kind,
+                    str(list_path),
+                    subject,
+                    now,
+                    issue_date.isoformat() if issue_date else None,
+                    _stamp(cutoff) if cutoff else None,
+                    fingerprint,
+                    json.dumps(list(fields)),
+                ),
             ).lastrowid
             before = conn.total_changes
             (first,) = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM deliveries").fetchone()
-            conn.executemany(
-                "INSERT OR IGNORE INTO deliveries (campaign_id, email, address, name, fields, "
-                "line, position, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    (
+
+            def rows() -> Iterator[tuple[Any, ...]]:
+                for position, r in enumerate(recipients, 1):
+                    reason = skip(r.email) if skip is not None else None
+                    yield (
                         campaign_id,
                         _key(r.email),
                         r.email,
@@ -771,20 +841,53 @@ class Ledger:
                         json.dumps(dict(r.fields), ensure_ascii=False, separators=(",", ":")),
                         r.line,
                         position,
+                        State.SKIPPED.value if reason else State.PENDING.value,
+                        reason,
                         now,
                         now,
                     )
-                    for position, r in enumerate(recipients, 1)
-                ),
+
+            conn.executemany(
+                "INSERT OR IGNORE INTO deliveries (campaign_id, email, address, name, fields, "
+                "line, position, state, last_reply, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows(),
             )
             count = conn.total_changes - before
+            last = first + count - 1
+            (sendable,) = conn.execute(
+                "SELECT count(*) FROM deliveries WHERE id BETWEEN ? AND ? AND state = 'pending'",
+                (first, last),
+            ).fetchone()
+            if sendable == 0:
+                raise EmptyAudience(f"campaign {name!r} has nobody to send to", hint=None)
             conn.execute(
                 "UPDATE campaigns SET frozen_count = ?, first_row = ?, last_row = ? WHERE id = ?",
-                (count, first, first + count - 1, campaign_id),
+                (count, first, last, campaign_id),
             )
-            return (campaign_id, name, kind, str(list_path), subject, count, now, None)
+            return tuple(
+                conn.execute(
+                    f"SELECT {_CAMPAIGN_COLUMNS} FROM campaigns WHERE id = ?", (campaign_id,)
+                ).fetchone()
+            )
 
         return _campaign(self._job(insert))
+
+    def accept_changes(self, campaign: Campaign, *, fingerprint: str, subject: str) -> Campaign:
+        """Record that the rest of ``campaign`` goes out with new content (``--accept-changes``)."""
+
+        def update(conn: sqlite3.Connection, now: str) -> tuple[Any, ...]:
+            conn.execute(
+                "UPDATE campaigns SET fingerprint = ?, subject = ? WHERE id = ?",
+                (fingerprint, subject, campaign.id),
+            )
+            return tuple(
+                conn.execute(
+                    f"SELECT {_CAMPAIGN_COLUMNS} FROM campaigns WHERE id = ?", (campaign.id,)
+                ).fetchone()
+            )
+
+        return _campaign(self._job(update))
 
     def finish(self, campaign: Campaign) -> Campaign:
         """Record that a run of the campaign ended with nothing left to send."""
@@ -843,12 +946,11 @@ class Ledger:
         """Queue the outcome of one recipient; awaiting the result is optional.
 
         The change is queued when this is called, so it commits no later than any change
-        queued after it. ``Status.SKIPPED`` is not a delivery outcome: ``ValueError``.
-        A 5xx reply with an enhanced code 5.1.x marks the row as a hard bounce.
+        queued after it. ``Status.SKIPPED`` is final (the reply says why); ``Status.UNSENT``
+        puts the row back to ``pending``. A 5xx reply with an enhanced code 5.1.x (but
+        X.1.7 and X.1.8, about the sender) marks the row as a hard bounce.
         """
-        state = _FROM_STATUS.get(result.status)
-        if state is None:
-            raise ValueError(f"{result.status} is not a delivery outcome")
+        state = _FROM_STATUS[result.status]
         hard = state is State.FAILED and is_hard_bounce(result.code, result.reply)
         op = [
             RECORD,
@@ -942,6 +1044,15 @@ class Ledger:
             params,
         )
         return _campaign(rows[0]) if rows else None
+
+    def unfinished(self, *, kind: str, list_path: str) -> list[Campaign]:
+        """Campaigns of ``kind`` to the list at ``list_path`` not yet finished, newest first."""
+        rows = self._read(
+            f"SELECT {_CAMPAIGN_COLUMNS} FROM campaigns WHERE kind = ? AND list_path = ? "
+            "AND finished_at IS NULL ORDER BY created_at DESC, id DESC",
+            (kind, list_path),
+        )
+        return [_campaign(row) for row in rows]
 
     def _rows_of(self, campaign: Campaign) -> tuple[int, int]:
         """The first and last row ids of the campaign: its rows are that contiguous range."""
@@ -1052,6 +1163,10 @@ def _campaign(row: Sequence[Any]) -> Campaign:
         frozen_count=row[5],
         created_at=created,
         finished_at=_parse(row[7]),
+        issue_date=dt.date.fromisoformat(row[8]) if row[8] else None,
+        cutoff=_parse(row[9]),
+        fingerprint=row[10],
+        fields=tuple(json.loads(row[11])),
     )
 
 
@@ -1155,13 +1270,23 @@ def _check_identity(conn: sqlite3.Connection, path: Path) -> None:
 def _migrate(conn: sqlite3.Connection, path: Path) -> None:
     """Run the missing migration steps, each in its own transaction with its version."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
-    for number in range(version + 1, SCHEMA_VERSION + 1):
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in MIGRATIONS[number - 1]:
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {number}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+    if version >= SCHEMA_VERSION:
+        return
+    # A step may rebuild a table that others reference; the foreign keys are checked once
+    # the step is done, inside its transaction (the pragma is a no-op inside one).
+    conn.execute("PRAGMA foreign_keys = OFF")
+    try:
+        for number in range(version + 1, SCHEMA_VERSION + 1):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in MIGRATIONS[number - 1]:
+                    conn.execute(statement)
+                if conn.execute("PRAGMA foreign_key_check").fetchone() is not None:
+                    raise LedgerError(f"{path}: migration {number} broke a foreign key")
+                conn.execute(f"PRAGMA user_version = {number}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+    finally:
+        conn.execute("PRAGMA foreign_keys = ON")

@@ -11,7 +11,13 @@ from pathlib import Path
 
 @dataclass(frozen=True, slots=True)
 class Article:
-    """One article file, parsed."""
+    """One article file, parsed.
+
+    ``published`` is the instant (timezone-aware, UTC) the digest compares and orders by;
+    ``date`` is that instant's day in the newsletter's zone, for templates. A date without
+    a time (``date_only``) means that whole day in the newsletter's zone, and ``published``
+    is its first instant (midnight there).
+    """
 
     slug: str
     title: str
@@ -21,10 +27,12 @@ class Article:
     body_html: str
     body_text: str
     source: Path
+    published: dt.datetime
     author: str | None = None
     tags: tuple[str, ...] = ()
     image: str | None = None
     date_from_mtime: bool = False
+    date_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +62,8 @@ class Status(enum.StrEnum):
     DEFERRED = "deferred"
     FAILED = "failed"
     UNKNOWN = "unknown"
-    SKIPPED = "skipped"
+    SKIPPED = "skipped"  # not sent on purpose (suppressed since the campaign started)
+    UNSENT = "unsent"  # not sent because the run stopped: the relay refused *us*; retryable
 
 
 @dataclass(frozen=True, slots=True)

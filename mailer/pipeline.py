@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from mailer.transports.smtp import SMTPConfig
 
 @dataclass(frozen=True)
 class DigestOptions:
-    issue_date: dt.date
+    issue_date: dt.date  # the issue date in the newsletter's zone
     days: int = 7
     max_articles: int | None = None
     subject: str | None = None
@@ -47,6 +48,9 @@ class PreparedIssue:
     composer: Composer
     list_path: Path
     campaign: str
+    fields: tuple[str, ...]  # the list's extra columns the templates may use
+    cutoff: dt.datetime  # the instant the articles were chosen at
+    fingerprint: str  # what every recipient's copy is made of, for resumes to compare
 
     def recipients(
         self,
@@ -80,15 +84,40 @@ def envelope(settings: Settings) -> Envelope:
     )
 
 
-def prepare_digest(settings: Settings, options: DigestOptions) -> PreparedIssue:
-    """Load, select, render and inline once. Raises ``MailerError`` on any bad input."""
+def campaign_name(list_path: Path, issue_date: dt.date) -> str:
+    """A digest campaign is one issue to one list: ``<list> <issue date>``."""
+    return f"{list_name(list_path)} {issue_date.isoformat()}"
+
+
+def prepare_digest(
+    settings: Settings,
+    options: DigestOptions,
+    *,
+    fields: Sequence[str] | None = None,
+    cutoff: dt.datetime | None = None,
+) -> PreparedIssue:
+    """Load, select, render and inline once. Raises ``MailerError`` on any bad input.
+
+    ``fields`` are the list columns templates may use (default: the list's header now; a
+    resumed campaign passes those frozen with its audience), and ``cutoff`` the instant the
+    articles are chosen at (default: now; a resumed campaign passes its own, so that it
+    sends the issue it started).
+    """
     list_path = resolve_list(options.list_ref or settings.default_list, settings.lists_dir)
-    header = read_header(list_path)
+    columns = tuple(template_fields(read_header(list_path)) if fields is None else fields)
+    moment = cutoff if cutoff is not None else dt.datetime.now(dt.UTC)
+    zone = settings.zone
     articles = load_articles(
         settings.articles_dir,
         extra_clutter=settings.clutter_patterns,
         base_url=settings.article_base_url,
     )
+    try:
+        start = options.issue_date - dt.timedelta(days=options.days)
+    except OverflowError:
+        raise InputError(
+            f"--date {options.issue_date} with --days {options.days} would start before year 1"
+        ) from None
     digest = build_digest(
         articles,
         newsletter=settings.newsletter_name,
@@ -97,8 +126,8 @@ def prepare_digest(settings: Settings, options: DigestOptions) -> PreparedIssue:
         max_articles=options.max_articles,
         subject=options.subject,
     )
+    del zone  # wired to build_digest once articles carry instants
     if not digest.articles:
-        start = options.issue_date - dt.timedelta(days=options.days)
         raise InputError(
             f"no articles in {settings.articles_dir} dated after {start} and on or before "
             f"{options.issue_date}; nothing to send"
@@ -108,21 +137,51 @@ def prepare_digest(settings: Settings, options: DigestOptions) -> PreparedIssue:
         digest,
         env=env,
         newsletter=newsletter_context(settings),
-        extra_fields=template_fields(header),
+        extra_fields=list(columns),
     )
     name = list_name(list_path)
     secret = settings.secret_key.get_secret_value()
-    campaign = options.campaign or f"{settings.newsletter_name} {options.issue_date.isoformat()}"
+    campaign = options.campaign or campaign_name(list_path, options.issue_date)
+    mail = envelope(settings)
     composer = Composer(
         rendered,
-        envelope(settings),
+        mail,
         unsubscribe_token=lambda r: make_token(secret, name, r.email),
         campaign_key=campaign,
         name_fallback=settings.name_fallback,
     )
     return PreparedIssue(
-        digest=digest, rendered=rendered, composer=composer, list_path=list_path, campaign=campaign
+        digest=digest,
+        rendered=rendered,
+        composer=composer,
+        list_path=list_path,
+        campaign=campaign,
+        fields=columns,
+        cutoff=moment,
+        fingerprint=fingerprint(rendered, mail, settings.name_fallback),
     )
+
+
+def fingerprint(rendered: Rendered, mail: Envelope, name_fallback: str) -> str:
+    """A hash of everything every copy of an issue is made of, but the personal fields and
+    the Date header: two runs with the same fingerprint send the same issue."""
+    digest = hashlib.sha256()
+    parts: list[str] = [
+        rendered.subject,
+        mail.from_name,
+        mail.from_address,
+        mail.list_id or "",
+        mail.reply_to or "",
+        mail.unsubscribe_url,
+        mail.unsubscribe_mailto or "",
+        name_fallback,
+    ]
+    for doc in (rendered.html, rendered.text):
+        parts += [str(len(doc.literals)), *doc.literals, *doc.slots]
+    for part in parts:
+        data = part.encode("utf-8", "surrogatepass")
+        digest.update(len(data).to_bytes(8, "big") + data)
+    return digest.hexdigest()[:32]
 
 
 def smtp_config(settings: Settings) -> SMTPConfig:

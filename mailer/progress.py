@@ -4,6 +4,7 @@ otherwise. Part of the command line layer; the library itself never prints."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 import time
@@ -14,11 +15,17 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from mailer.cli_common import detach_from_terminal
 from mailer.delivery import Delivery
 from mailer.errors import EXIT_INCOMPLETE, EXIT_OK, EXIT_RESUMABLE
 from mailer.models import SendResult, Status
 
 PLAIN_EVERY = 5.0  # seconds between progress lines without a terminal
+
+
+# Signals that stop a send gracefully: Ctrl-C, a service manager's stop, and a closed terminal
+# or dropped ssh session (SIGHUP), which must not kill a long send halfway.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @dataclass
@@ -27,7 +34,8 @@ class Report:
     failures: list[SendResult] = field(default_factory=list)
     elapsed: float = 0.0
     interrupted: bool = False
-    unsent: int = 0
+    unsent: int = 0  # never attempted, or refused before the data because of us
+    abandoned: int = 0  # in flight when a third interrupt forced the quit: unknown
 
     @property
     def exit_code(self) -> int:
@@ -91,22 +99,49 @@ class _Reporter:
 async def run_with_progress(
     engine: Delivery, *, total: int | None, console: Console | None = None
 ) -> Report:
-    """Drive the engine, show progress, stop gracefully on SIGINT/SIGTERM, print a summary."""
+    """Drive the engine, show progress, print a summary.
+
+    SIGINT, SIGTERM and SIGHUP stop it gracefully: no new messages, those in flight finish.
+    A second signal says what the run is waiting for; a third quits at once, and the
+    messages then in flight are reported as unknown (``Report.abandoned``).
+    """
     console = console or Console(file=sys.stdout)
     report = Report()
     reporter = _Reporter(total, console)
     loop = asyncio.get_running_loop()
+    signals = 0
 
-    def interrupt() -> None:
-        if not engine.stopped:
-            report.interrupted = True
+    def interrupt(signum: int) -> None:
+        nonlocal signals
+        signals += 1
+        report.interrupted = True
+        if signum == signal.SIGHUP:
+            detach_from_terminal()
+        if signals == 1:
             engine.stop()
+            note(
+                "Stopping: no new messages; waiting for the server's replies to the "
+                f"{engine.in_flight} in flight. Interrupt again to see what it waits for."
+            )
+        elif signals == 2:
+            note(
+                f"Still waiting for {engine.in_flight} message(s) in flight (each gets "
+                "its reply or times out). Interrupt once more to quit at once: their "
+                "outcome will then be unknown."
+            )
+        else:
+            engine.abandon()
+
+    def note(text: str) -> None:
+        with contextlib.suppress(OSError):
+            print(text, file=sys.stderr, flush=True)
 
     installed = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in STOP_SIGNALS:
         try:
-            loop.add_signal_handler(sig, interrupt)
-            installed.append(sig)
+            previous = signal.getsignal(sig)
+            loop.add_signal_handler(sig, interrupt, sig)
+            installed.append((sig, previous))
         except (NotImplementedError, RuntimeError, ValueError):
             pass
     try:
@@ -116,12 +151,17 @@ async def run_with_progress(
             if result.status in (Status.FAILED, Status.DEFERRED, Status.UNKNOWN):
                 report.failures.append(result)
     finally:
-        for sig in installed:
+        for sig, previous in installed:
             loop.remove_signal_handler(sig)
-        reporter.close()
+            with contextlib.suppress(TypeError, ValueError):
+                signal.signal(sig, previous)  # the command's own handler, for what follows
+        with contextlib.suppress(OSError):
+            reporter.close()
         report.elapsed = time.monotonic() - reporter.start
-        report.unsent = engine.unsent
-        print_summary(report, console)
+        report.unsent = engine.unsent + report.counts[Status.UNSENT]
+        report.abandoned = engine.abandoned
+        with contextlib.suppress(OSError):
+            print_summary(report, console)
     return report
 
 
@@ -131,8 +171,10 @@ def print_summary(report: Report, console: Console) -> None:
     table.add_column("recipients", justify="right")
     for status in (Status.SENT, Status.DEFERRED, Status.FAILED, Status.UNKNOWN):
         table.add_row(status.value, str(report.counts[status]))
+    if report.counts[Status.SKIPPED]:
+        table.add_row("skipped (suppressed)", str(report.counts[Status.SKIPPED]))
     if report.unsent:
-        table.add_row("not attempted", str(report.unsent))
+        table.add_row("not sent (still pending)", str(report.unsent))
     done = sum(report.counts.values())
     rate = done / report.elapsed if report.elapsed > 0 else 0.0
     console.print(table)
@@ -143,7 +185,12 @@ def print_summary(report: Report, console: Console) -> None:
         )
     if len(report.failures) > 10:
         console.print(f"  … and {len(report.failures) - 10} more", markup=False)
-    if report.interrupted:
+    if report.abandoned:
+        console.print(
+            f"Quit at once: {report.abandoned} message(s) were in flight; their outcome is "
+            "unknown (`mailer status --list unknown`). Run the same command to resume the rest."
+        )
+    elif report.interrupted:
         console.print(
             "Interrupted: messages in flight were finished. Run the same command to resume."
         )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
@@ -48,22 +49,78 @@ class Suppressed:
         return f"{self.reason}{when}"
 
 
+# How often, at most, a running send looks at the suppression file for changes (seconds).
+# An unsubscribe reaches a running send within this, plus the messages already in flight.
+RECHECK_EVERY = 1.0
+
+_FileStamp = tuple[int, int, int, int]
+
+
+def _file_stamp(path: Path) -> _FileStamp:
+    """What changes when the file is rewritten (a new inode) or appended to; zeros if absent."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return (0, 0, 0, 0)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from exc
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
 class Suppression:
-    """The suppression file, loaded once; ``is_suppressed`` is a dictionary look-up.
+    """The suppression file; ``is_suppressed`` is a dictionary look-up.
 
     ``add`` and ``remove`` take the file's lock, re-read it (another command may have
     changed it), rewrite it atomically and refresh this object. Every change is also
     appended to the log beside it (``suppressed.log``) with its time and a note.
+
+    ``reason`` is what a running send asks just before each message goes out: it looks at
+    the file again at most every ``RECHECK_EVERY`` seconds, and re-reads it when it changed,
+    so an unsubscribe made during a send (by the command or the web endpoint) is honoured
+    by that send.
     """
 
-    def __init__(self, path: Path, entries: dict[str, Suppressed] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        entries: dict[str, Suppressed] | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.path = path
         self._entries: dict[str, Suppressed] = dict(entries or {})
+        self._clock = clock
+        self._stamp: _FileStamp | None = None
+        self._checked = clock()
 
     @classmethod
     def load(cls, path: Path) -> Suppression:
         """Read the file (a missing file is an empty list); a bad row raises ``InputError``."""
-        return cls(path, _read(path))
+        stamp = _file_stamp(path)
+        suppression = cls(path, _read(path))
+        suppression._stamp = stamp
+        return suppression
+
+    def refresh(self, *, force: bool = False) -> bool:
+        """Re-read the file if it changed since it was read; ``True`` if it did. A file
+        broken meanwhile raises ``InputError`` (a send must stop rather than guess)."""
+        now = self._clock()
+        if not force and now - self._checked < RECHECK_EVERY:
+            return False
+        self._checked = now
+        if _file_stamp(self.path) == self._stamp:
+            return False
+        with locked(self.path):  # no writer is between its reads of a file being replaced
+            stamp = _file_stamp(self.path)
+            self._entries = _read(self.path)
+        self._stamp = stamp
+        return True
+
+    def reason(self, email: str) -> str | None:
+        """Why ``email`` must not be mailed now (``suppressed: unsubscribed on …``), or None."""
+        self.refresh()
+        entry = self._entries.get(address_key(email))
+        return None if entry is None else f"suppressed: {entry.describe()}"
 
     @classmethod
     def for_lists_dir(cls, lists_dir: Path) -> Suppression:
@@ -148,6 +205,7 @@ class Suppression:
             else:
                 append_rows(self.path, rows, new_header=list(COLUMNS))
             self._entries.update(fresh)
+            self._stamp = None  # changed by us: the next refresh re-reads it
             for entry in fresh.values():
                 self._log("suppress", entry.email, entry.reason, note)
         return len(fresh)
@@ -173,6 +231,7 @@ class Suppression:
 
             rewrite_rows(self.path, keep)
             del self._entries[key]
+            self._stamp = None
             self._log("resubscribe", entry.email, entry.describe(), note)
         return entry
 

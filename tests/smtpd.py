@@ -8,6 +8,7 @@ import gc
 import socket
 import ssl
 import threading
+import time
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -32,6 +33,7 @@ class Received:
     sender: str
     recipients: list[str]
     data: bytes
+    at: float = field(default_factory=time.monotonic)  # when its final dot was answered
 
     @property
     def message(self) -> email.message.EmailMessage:
@@ -54,6 +56,11 @@ class Recorder:
     - ``drop_after_data_once``: hang up after the final dot, before replying (first time);
     - ``drop_at_data_once``: hang up at the DATA command (before any content), first time;
     - ``stall_once``: sleep this long after the final dot before replying (first time).
+
+    Refusals of every transaction, as a relay that refuses *us* gives them (clear them to
+    "fix the relay"):
+    - ``mail_reply``: answer every MAIL FROM with this reply;
+    - ``rcpt_reply``: answer every RCPT with this reply.
     """
 
     received: list[Received] = field(default_factory=list)
@@ -62,16 +69,32 @@ class Recorder:
     drop_after_data_once: set[str] = field(default_factory=set)
     drop_at_data_once: set[str] = field(default_factory=set)
     stall_once: dict[str, float] = field(default_factory=dict)
+    mail_reply: str | None = None
+    rcpt_reply: str | None = None
     delay: float = 0.0  # seconds to wait after the final dot before accepting
+    mail_from: list[str] = field(default_factory=list)  # every MAIL FROM address seen
     rcpt_attempts: Counter[str] = field(default_factory=Counter)
     auth_attempts: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        with self.lock:
+            self.mail_from.append(address)
+            if self.mail_reply is not None:
+                return self.mail_reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
 
     async def handle_RCPT(
         self, server: SMTP, session: Any, envelope: Any, address: str, options: list[str]
     ) -> str:
         with self.lock:
             self.rcpt_attempts[address] += 1
+            if self.rcpt_reply is not None:
+                return self.rcpt_reply
             if address in self.refuse:
                 return self.refuse[address]
             if address in self.tempfail_once:
@@ -102,7 +125,7 @@ class Recorder:
         return Counter(r for msg in self.received for r in msg.recipients)
 
 
-class _FaultySMTP(SMTP):
+class FaultySMTP(SMTP):
     """Answers 421 to the first ``busy`` connections, and can hang up at DATA."""
 
     def __init__(self, handler: Recorder, *, busy: list[int], **kwargs: Any) -> None:
@@ -134,8 +157,11 @@ class _Controller(Controller):
         self._busy = [busy]
         super().__init__(handler, **kwargs)
 
+    protocol_class: type[SMTP] | None = None
+
     def factory(self) -> SMTP:
-        return _FaultySMTP(self.handler, busy=self._busy, **self.SMTP_kwargs)
+        cls = self.protocol_class or FaultySMTP
+        return cls(self.handler, busy=self._busy, **self.SMTP_kwargs)
 
 
 @dataclass
@@ -150,7 +176,7 @@ class Server:
             "MAILER_SMTP_PORT": str(self.port),
             "MAILER_SMTP_SECURITY": "none",
             "MAILER_SMTP_TIMEOUT": "5",
-            "MAILER_SECRET_KEY": "test-secret-key-0123456789",
+            "MAILER_SECRET_KEY": "test-secret-key-0123456789-abcdefghijklmnop",
             "MAILER_RETRY_BASE_DELAY": "0.02",
         }
         values.update(extra)
@@ -164,11 +190,14 @@ def smtp_server(
     busy: int = 0,
     tls_context: ssl.SSLContext | None = None,
     users: dict[str, str] | None = None,
+    smtputf8: bool = True,
+    factory: type[SMTP] | None = None,
 ) -> Iterator[Server]:
     """Start aiosmtpd on 127.0.0.1; with ``tls_context`` it offers STARTTLS (required for
-    AUTH); with ``users`` it requires AUTH."""
+    AUTH); with ``users`` it requires AUTH; ``smtputf8=False`` is a relay without SMTPUTF8;
+    ``factory`` replaces the server's protocol class (a subclass of ``FaultySMTP``)."""
     recorder = recorder or Recorder()
-    kwargs: dict[str, Any] = {"ident": "mailer-test"}
+    kwargs: dict[str, Any] = {"ident": "mailer-test", "enable_SMTPUTF8": smtputf8}
     if tls_context is not None:
         kwargs.update(tls_context=tls_context, require_starttls=False)
     if users is not None:
@@ -189,6 +218,8 @@ def smtp_server(
         )
     port = free_port()
     controller = _Controller(recorder, busy=busy, hostname="127.0.0.1", port=port, **kwargs)
+    if factory is not None:
+        controller.protocol_class = factory
     controller.start()
     try:
         yield Server("127.0.0.1", port, recorder)

@@ -81,6 +81,7 @@ def test_status_json(ledger_path: Path) -> None:
         "deferred": 1,
         "failed": 1,
         "unknown": 1,
+        "skipped": 0,
         "pending": 1,
         "sending": 0,
     }
@@ -120,7 +121,7 @@ def test_status_of_a_named_campaign_and_of_all(ledger_path: Path) -> None:
     lines = table.stdout.splitlines()
     assert lines[0].split()[:4] == ["CAMPAIGN", "KIND", "STARTED", "TOTAL"]
     assert lines[1].startswith("weekly-2026-11-27") and lines[2].startswith("older")
-    assert lines[1].split()[-6:] == ["2", "1", "1", "1", "1", "0"]
+    assert lines[1].split()[-7:] == ["2", "1", "1", "1", "0", "1", "0"]
 
     every = json.loads(cli("--all", "--json", "--ledger", str(ledger_path)).stdout)
     assert [c["name"] for c in every["campaigns"]] == ["weekly-2026-11-27", "older"]

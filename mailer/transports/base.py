@@ -11,10 +11,16 @@ from mailer.models import Outgoing
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """The server's answer for one recipient. ``code`` 0 means no answer (connection lost)."""
+    """The server's answer for one recipient. ``code`` 0 means no answer (connection lost).
+
+    ``stage`` says which command it answered: ``mail`` (MAIL FROM: about us, never the
+    recipient), ``rcpt``, ``data`` (the DATA command), ``message`` (after the final dot), or
+    ``""`` where that does not apply (previews, a connection lost).
+    """
 
     code: int
     text: str = ""
+    stage: str = ""
 
     @property
     def ok(self) -> bool:

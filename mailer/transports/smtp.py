@@ -19,10 +19,17 @@ from aiosmtplib import (
 )
 
 from mailer.errors import ConfigError, DeliveryError
+from mailer.messages import ascii_domain_address
 from mailer.models import Outgoing
 from mailer.transports.base import ChannelBroken, Reply
 
 _DATA_END = b".\r\n"
+NEEDS_SMTPUTF8 = "5.6.7 not sent: the address needs SMTPUTF8, which {where} does not offer"
+
+
+def needs_smtputf8(address: str) -> bool:
+    """Whether an address can only be sent with SMTPUTF8: its local part is not ASCII."""
+    return not address.rpartition("@")[0].isascii()
 
 
 @dataclass(frozen=True)
@@ -100,7 +107,7 @@ class SMTPChannel:
             start = await client.execute_command(b"DATA")
             if start.code != 354:
                 await self._reset()
-                return Reply(start.code, start.message)
+                return Reply(start.code, start.message, "data")
             if ready is not None:
                 try:
                     await ready
@@ -124,30 +131,49 @@ class SMTPChannel:
         except SMTPResponseException as exc:
             client.close()
             raise ChannelBroken(Reply(exc.code, exc.message), data_sent=data_sent) from None
+        except BaseException:
+            # Cancelled mid-command (a forced quit): the session is in an unknown state, so
+            # no QUIT may follow as if it were a command; hang up.
+            client.close()
+            raise
         self.sent += 1
         if reply.code == 421:
             client.close()
-        return Reply(reply.code, reply.message)
+        return Reply(reply.code, reply.message, "message")
 
     async def _envelope(self, message: Outgoing) -> Reply | None:
-        """MAIL and RCPT for one recipient; a refusal is returned as that recipient's reply.
+        """MAIL and RCPT for one recipient; a refusal is returned as a reply tagged with the
+        command it answered.
 
         Addresses were validated and normalised upstream, so they go out as they are,
-        without aiosmtplib's per-call address re-parsing.
+        without aiosmtplib's per-call address re-parsing. Without SMTPUTF8 at the relay,
+        internationalised domains go out in their ASCII (IDNA) form; only a non-ASCII local
+        part truly needs SMTPUTF8, and such a recipient is refused here, not at the relay.
         """
-        sender = message.sender.encode("utf-8")
-        recipient = message.recipient.email.encode("utf-8")
+        sender, recipient = message.sender, message.recipient.email
         options: tuple[bytes, ...] = ()
         if not (sender.isascii() and recipient.isascii()):
-            if not self._client.supports_extension("smtputf8"):
-                return Reply(553, "5.6.7 the relay does not support SMTPUTF8 addresses")
-            options = (b"SMTPUTF8",)
-        reply = await self._client.execute_command(b"MAIL", b"FROM:<" + sender + b">", *options)
+            if self._client.supports_extension("smtputf8"):
+                options = (b"SMTPUTF8",)
+            else:
+                sender, recipient = ascii_domain_address(sender), ascii_domain_address(recipient)
+                if not sender.isascii():
+                    raise DeliveryError(
+                        f"the From address {message.sender} has a non-ASCII local part, and "
+                        f"{self._config.where} does not offer SMTPUTF8"
+                    )
+                if not recipient.isascii():
+                    return Reply(553, NEEDS_SMTPUTF8.format(where=self._config.where), "rcpt")
+        reply = await self._client.execute_command(
+            b"MAIL", b"FROM:<" + sender.encode("utf-8") + b">", *options
+        )
         if reply.code != 250:
-            return Reply(reply.code, reply.message)
-        reply = await self._client.execute_command(b"RCPT", b"TO:<" + recipient + b">")
+            return Reply(reply.code, reply.message, "mail")
+        reply = await self._client.execute_command(
+            b"RCPT", b"TO:<" + recipient.encode("utf-8") + b">"
+        )
         if reply.code not in (250, 251):
-            return Reply(reply.code, reply.message)
+            return Reply(reply.code, reply.message, "rcpt")
         return None
 
     async def _reset(self) -> None:
@@ -251,7 +277,7 @@ class SMTPTransport:
                 ) from None
             raise DeliveryError(f"cannot connect to {cfg.where}: {_reason(exc)}") from None
         except ssl.SSLError as exc:
-            raise DeliveryError(f"TLS failed with {cfg.where}: {_reason(exc)}") from None
+            raise _tls_failed(cfg, exc) from None
         except SMTPTimeoutError:
             raise ChannelBroken(Reply(0, f"timed out connecting to {cfg.where}")) from None
         except (SMTPException, OSError) as exc:
@@ -266,7 +292,7 @@ class SMTPTransport:
                         "(no credentials were sent)",
                         hint="use MAILER_SMTP_SECURITY=tls for port 465",
                     )
-                await client.starttls()
+                await _upgrade(client, cfg)
                 ehlo = await client.ehlo()
             authenticated = None
             if cfg.username:
@@ -280,7 +306,7 @@ class SMTPTransport:
             ) from None
         except ssl.SSLError as exc:
             client.close()
-            raise DeliveryError(f"TLS failed with {cfg.where}: {_reason(exc)}") from None
+            raise _tls_failed(cfg, exc) from None
         except (SMTPTimeoutError, SMTPServerDisconnected) as exc:
             client.close()
             raise ChannelBroken(Reply(0, f"{_reason(exc)} ({cfg.where})")) from None
@@ -306,6 +332,38 @@ class SMTPTransport:
         )
         self.last_info = info
         return client, info
+
+
+async def _upgrade(client: aiosmtplib.SMTP, cfg: SMTPConfig) -> None:
+    """STARTTLS. Any failure once the server has agreed (a handshake it drops, a certificate
+    that does not verify) is a TLS failure, which stops the run: retrying would only repeat
+    it, and going on in clear is never an option."""
+    try:
+        await client.starttls()
+    except SMTPResponseException:
+        raise  # the server refused STARTTLS itself: reported with its reply
+    except ssl.SSLError as exc:
+        client.close()
+        raise _tls_failed(cfg, exc) from None
+    except (SMTPException, OSError) as exc:
+        client.close()
+        raise DeliveryError(
+            f"TLS failed with {cfg.where}: the connection was lost during the TLS handshake "
+            f"after the server agreed to STARTTLS ({_reason(exc)})",
+            hint="the relay may not speak TLS on this port, or something between us "
+            "interferes; check MAILER_SMTP_SECURITY and MAILER_SMTP_PORT",
+        ) from None
+
+
+def _tls_failed(cfg: SMTPConfig, exc: ssl.SSLError) -> DeliveryError:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return DeliveryError(
+            f"TLS failed with {cfg.where}: the server's certificate does not verify "
+            f"({exc.verify_message or _reason(exc)})",
+            hint="if the relay uses a private CA, point MAILER_SMTP_CA_FILE at its "
+            "certificate (PEM); certificates are always verified",
+        )
+    return DeliveryError(f"TLS failed with {cfg.where}: {_reason(exc)}")
 
 
 async def _settle_closes() -> None:
