@@ -5,10 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import html
 import itertools
+import os
 import re
-from collections.abc import Iterable, Sequence
+import stat
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 from markdown_it import MarkdownIt
@@ -20,6 +22,22 @@ ARTICLE_SUFFIXES = (".md", ".markdown", ".txt")
 SUMMARY_CHARS = 280
 MAX_TITLE_CHARS = 200
 MAX_ARTICLE_BYTES = 5 * 1024 * 1024
+MAX_FRONT_MATTER_CHARS = 64 * 1024
+MAX_YAML_DEPTH = 16
+MAX_TAGS = 50
+EXCERPT_CHARS = 60  # the most of a bad value an error message quotes
+
+# The longest value of each field, in characters, once runs of white space are joined.
+FIELD_LIMITS = {
+    "title": MAX_TITLE_CHARS,
+    "author": 200,
+    "slug": 200,
+    "url": 2048,
+    "image": 2048,
+    "summary": 20_000,
+    "date": 100,
+    "tags": 100,  # each tag
+}
 
 # Lines that scraped pages carry around a story. Each pattern is matched, case-insensitively,
 # against the start of a stripped line; a paragraph whose first line matches is dropped whole.
@@ -52,6 +70,7 @@ DEFAULT_CLUTTER_PATTERNS: tuple[str, ...] = (
     r"all rights reserved\b",
 )
 
+_FRONT_MATTER_KEYS = {"title", "slug", "date", "url", "author", "summary", "tags", "image"}
 _HEADER_KEYS = {"title", "date", "url", "author", "summary", "tags", "image"}
 _HEADER_RE = re.compile(r"^([A-Za-z][A-Za-z_-]*):\s*(.*)$")
 _NAV_RE = re.compile(r"\S\s+[|•·»]\s+\S")
@@ -70,34 +89,153 @@ _DATELINE_RE = re.compile(
     r"(?:\s*(?:at|,|T|·|\||-)?\s*\d{1,2}[:.]\d{2}(?:\s*[ap]\.?m\.?)?(?:\s*[a-z]{2,5})?)?\s*$",
     re.IGNORECASE,
 )
-_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Never in a file: C0 controls but tab and newline (CR is gone by then), DEL, C1 controls, and
+# the Unicode line and paragraph separators.
+_CONTROLS = "\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029"
+_CONTROL_RE = re.compile(f"[{_CONTROLS}]")
+# Never in a field either: bidirectional embeddings, overrides and isolates (text that reads
+# other than it is), a stray byte order mark, and a newline but in the summary.
+_FIELD_CONTROLS = _CONTROLS + "\u202a-\u202e\u2066-\u2069\ufeff"
+_FIELD_CONTROL_RE = re.compile(f"[\n{_FIELD_CONTROLS}]")
+_SUMMARY_CONTROL_RE = re.compile(f"[{_FIELD_CONTROLS}]")
+# ISO 8601 and YAML timestamps: a date, then optionally a time (after T or spaces) and an
+# offset (Z, +01:00, +0100, -5).
+_ISO_RE = re.compile(
+    r"(\d{4})-(\d{1,2})-(\d{1,2})"
+    r"(?:(?:[Tt]|[ \t]+)(\d{1,2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?"
+    r"[ \t]*(?:([Zz])|([+-])(\d{1,2})(?::?(\d{2}))?)?)?",
+    re.ASCII,
+)
 _MD = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+
+SkipHandler = Callable[[Path, str], None]
+"""Told of each file ``load_articles`` leaves out, and why: ``on_skip(path, reason)``."""
+
+
+# --- Finding and reading files -----------------------------------------------------------
 
 
 def load_articles(
-    folder: Path, *, extra_clutter: Sequence[str] = (), base_url: str | None = None
+    folder: Path,
+    *,
+    extra_clutter: Sequence[str] = (),
+    base_url: str | None = None,
+    zone: dt.tzinfo = dt.UTC,
+    on_skip: SkipHandler | None = None,
 ) -> list[Article]:
     """Load every article file in ``folder`` (recursively, hidden files skipped).
 
     Any broken file raises ``InputError`` naming the file: a digest is never built from a
-    folder where something is silently missing.
+    folder where something is silently missing. What is never read instead is skipped and
+    told to ``on_skip(path, reason)``: a symlink that leads outside the folder, is broken or
+    loops, and a pipe or device with an article's name (see ``article_files``). ``zone`` is
+    the newsletter's time zone (see ``load_article``).
     """
     if not folder.is_dir():
         raise InputError(f"{folder}: articles folder not found")
     clutter = compile_clutter(extra_clutter)
-    articles = []
-    for path in sorted(_article_files(folder)):
-        articles.append(load_article(path, clutter=clutter, base_url=base_url))
-    return articles
+    return [
+        load_article(path, clutter=clutter, base_url=base_url, zone=zone, folder=folder)
+        for path in article_files(folder, on_skip=on_skip)
+    ]
 
 
-def _article_files(folder: Path) -> Iterable[Path]:
-    for path in folder.rglob("*"):
-        relative = path.relative_to(folder)
-        if any(part.startswith((".", "_")) for part in relative.parts):
+def article_files(folder: Path, *, on_skip: SkipHandler | None = None) -> list[Path]:
+    """The article files under ``folder``, sorted, each real file once.
+
+    Names starting with ``.`` or ``_`` (drafts, ``.git``) are passed over. Symlinks are
+    followed while they stay inside the folder, and a file or folder reached twice (through
+    a symlink, or a symlink loop) is taken once, by its path without symlinks where it has
+    one. A symlink that leads outside the folder, is broken or loops, and anything with an
+    article's name that is not a regular file (a pipe would block a read), is left out and
+    told to ``on_skip``.
+    """
+    root = _real_path(folder)
+    if root is None or not _is_dir(root):
+        raise InputError(f"{folder}: articles folder not found")
+
+    def skip(path: Path, reason: str) -> None:
+        if on_skip is not None:
+            on_skip(path, reason)
+
+    found: dict[Path, tuple[bool, Path]] = {}  # real path -> (through a symlink?, path)
+    walked: set[Path] = set()
+    # Real folders first, then those reached through symlinks, so that a file has its own
+    # path when it has one, and a symlink loop ends at a folder already walked.
+    pending: list[tuple[Path, Path, bool]] = [(folder, root, False)]
+    linked: list[tuple[Path, Path, bool]] = []
+    while pending or linked:
+        directory, real_dir, through_link = pending.pop() if pending else linked.pop(0)
+        if real_dir in walked:
             continue
-        if path.is_file() and path.suffix.lower() in ARTICLE_SUFFIXES:
-            yield path
+        walked.add(real_dir)
+        try:
+            with os.scandir(directory) as entries:
+                names = sorted(entry.name for entry in entries)
+        except OSError as exc:
+            raise InputError(f"{directory}: cannot list the folder ({exc.strerror})") from exc
+        for name in names:
+            if name.startswith((".", "_")):
+                continue
+            path = directory / name
+            is_article = Path(name).suffix.lower() in ARTICLE_SUFFIXES
+            real = real_dir / name
+            is_link = path.is_symlink()
+            if is_link:
+                target = _real_path(path)
+                if target is None or not _exists(target):
+                    if is_article:
+                        skip(path, "a broken symlink, or a symlink loop")
+                    continue
+                if not target.is_relative_to(root):
+                    if is_article or _is_dir(target):
+                        skip(path, "a symlink that leads outside the articles folder")
+                    continue
+                real = target
+            if _is_dir(real):
+                (linked if is_link else pending).append((path, real, through_link or is_link))
+            elif is_article:
+                if not _is_file(real):
+                    skip(path, "not a regular file")
+                    continue
+                candidate = (through_link or is_link, path)
+                if real not in found or candidate < found[real]:
+                    found[real] = candidate
+    return sorted(path for _, path in found.values())
+
+
+def is_inside(path: Path, folder: Path) -> bool:
+    """Whether ``path``, every symlink resolved, is ``folder`` (resolved too) or under it."""
+    real, root = _real_path(path), _real_path(folder)
+    return real is not None and root is not None and real.is_relative_to(root)
+
+
+def _real_path(path: Path) -> Path | None:
+    try:
+        return Path(os.path.realpath(path))
+    except (OSError, ValueError, RuntimeError):
+        return None
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):
+        return False
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def compile_clutter(extra: Sequence[str] = ()) -> list[re.Pattern[str]]:
@@ -109,24 +247,56 @@ def load_article(
     *,
     clutter: Sequence[re.Pattern[str]] | None = None,
     base_url: str | None = None,
+    zone: dt.tzinfo = dt.UTC,
+    folder: Path | None = None,
 ) -> Article:
-    """Parse one ``.md`` or ``.txt`` file."""
-    text = _read_text(path)
+    """Parse one ``.md`` or ``.txt`` file.
+
+    With ``folder``, a path that leads outside it once symlinks are resolved (a link to
+    ``/etc/passwd``) is refused with ``InputError`` and never opened.
+
+    ``zone`` is the newsletter's time zone. A date without a time (``2026-11-27``) means that
+    day there; a time without an offset is the time there; a time with an offset (``Z``,
+    ``+01:00``) is that instant. ``Article.published`` is the instant in UTC (for a date
+    alone, the day's first instant in ``zone``) and ``Article.date`` its day in ``zone``. A
+    file without a date is dated by its modification time.
+
+    YAML front matter is bounded: at most ``MAX_FRONT_MATTER_CHARS`` characters and
+    ``MAX_YAML_DEPTH`` levels, no anchors or aliases (``&``, ``*``: refused, never expanded),
+    and no tags but YAML's plain ones (``!!binary``, ``!!python/...`` are refused). Every
+    field is kept as the text written (``title: 1e3`` is ``"1e3"``), and dates are parsed
+    here, not by YAML. Every problem is one ``InputError`` line naming the file (and line
+    and field where known) that quotes at most ``EXCERPT_CHARS`` characters of the input.
+    """
+    if folder is not None and not is_inside(path, folder):
+        raise InputError(f"{path}: leads outside the articles folder {folder}; not read")
+    text, mtime = _read_text(path)
     if clutter is None:
         clutter = compile_clutter()
     if path.suffix.lower() == ".txt":
-        return _load_txt(path, text, clutter, base_url)
-    return _load_markdown(path, text, base_url)
+        meta, parts = _load_txt(path, text, clutter)
+    else:
+        meta, parts = _load_markdown(path, text)
+    return _build(meta, parts, base_url=base_url, zone=zone, mtime=mtime)
 
 
-def _read_text(path: Path) -> str:
+def _read_text(path: Path) -> tuple[str, float]:
+    """The text of a regular file (never a pipe or device, which could block), and its
+    modification time."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     try:
-        size = path.stat().st_size
-        if size > MAX_ARTICLE_BYTES:
-            raise InputError(f"{path}: file is too large for an article ({size} bytes)")
-        raw = path.read_bytes()
+        fd = os.open(path, flags)
+        with os.fdopen(fd, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise InputError(f"{path}: not a regular file")
+            if info.st_size > MAX_ARTICLE_BYTES:
+                raise InputError(f"{path}: file is too large for an article ({info.st_size} bytes)")
+            raw = handle.read(MAX_ARTICLE_BYTES + 1)
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror})") from exc
+    if len(raw) > MAX_ARTICLE_BYTES:
+        raise InputError(f"{path}: file is too large for an article (it grew while read)")
     if b"\x00" in raw:
         raise InputError(f"{path}: looks like a binary file, not an article")
     try:
@@ -140,42 +310,215 @@ def _read_text(path: Path) -> str:
     match = _CONTROL_RE.search(text)
     if match:
         line = text[: match.start()].count("\n") + 1
-        raise InputError(f"{path}:{line}: contains control characters; is it a binary file?")
-    return text
+        raise InputError(
+            f"{path}:{line}: contains the control character U+{ord(match.group()):04X}; "
+            "is it a binary file?"
+        )
+    return text, info.st_mtime
+
+
+# --- Fields ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Meta:
+    """The fields of one file as written (text; tags may be a list of texts), and the line
+    each came from."""
+
+    path: Path
+    values: dict[str, str | list[str]] = field(default_factory=dict)
+    lines: dict[str, int] = field(default_factory=dict)
+
+    def where(self, key: str) -> str:
+        line = self.lines.get(key)
+        return f"{self.path}:{line}" if line else str(self.path)
+
+    def text(self, key: str) -> str | None:
+        """A field as one line of text, checked; ``None`` when absent or empty."""
+        value = self.values.get(key)
+        if value is None:
+            return None
+        if isinstance(value, list):
+            raise InputError(f"{self.where(key)}: '{key}' must be text, not a list")
+        return self._checked(key, value) or None
+
+    def tags(self) -> tuple[str, ...]:
+        value = self.values.get("tags")
+        if value is None:
+            return ()
+        items = value.split(",") if isinstance(value, str) else value
+        if len(items) > MAX_TAGS:
+            raise InputError(f"{self.where('tags')}: more than {MAX_TAGS} tags")
+        return tuple(tag for tag in (self._checked("tags", item) for item in items) if tag)
+
+    def _checked(self, key: str, value: str) -> str:
+        value = value.strip(" \t\n")
+        bad = (_SUMMARY_CONTROL_RE if key == "summary" else _FIELD_CONTROL_RE).search(value)
+        if bad:
+            if bad.group() == "\n":
+                raise InputError(f"{self.where(key)}: '{key}' must be on one line")
+            raise InputError(
+                f"{self.where(key)}: '{key}' contains the control character "
+                f"U+{ord(bad.group()):04X}; remove it"
+            )
+        text = " ".join(value.split())
+        limit = FIELD_LIMITS[key]
+        if len(text) > limit:
+            raise InputError(
+                f"{self.where(key)}: '{key}' is longer than {limit} characters: {_excerpt(text)}"
+            )
+        return text
+
+
+@dataclass(frozen=True)
+class _Parts:
+    """What the body gives: its HTML and text, and the paragraph a summary is made from."""
+
+    body_html: str
+    body_text: str
+    first_para: str
+
+
+def _excerpt(text: str) -> str:
+    """``text`` quoted for an error line: at most ``EXCERPT_CHARS`` characters, printable."""
+    if len(text) > EXCERPT_CHARS:
+        text = text[: EXCERPT_CHARS - 1] + "…"
+    return repr("".join(c if c.isprintable() else "\ufffd" for c in text))
 
 
 # --- Markdown ----------------------------------------------------------------------------
 
+_YAML = "tag:yaml.org,2002:"
+_NULL_TAG = _YAML + "null"
+# Tags that only say what YAML would have guessed; every value is kept as its text anyway.
+_PLAIN_TAGS = {"!"} | {
+    _YAML + name for name in ("str", "int", "float", "bool", "null", "timestamp", "seq", "map")
+}
 
-def _load_markdown(path: Path, text: str, base_url: str | None) -> Article:
+
+class _Refused(Exception):
+    """Front matter that is valid YAML but not allowed here, at a line of the front matter."""
+
+    def __init__(self, problem: str, event: yaml.Event) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.line = event.start_mark.line if event.start_mark is not None else 0
+
+
+class _FrontMatterLoader(yaml.SafeLoader):
+    """Composes front matter into nodes and stops there: nothing is constructed.
+
+    Anchors and aliases are refused outright (``&a`` and ``*a``: an alias "billion laughs"
+    never expands), explicit tags other than YAML's plain ones are refused (``!!binary``,
+    ``!!python/object``, ``!local``), nesting is bounded by ``MAX_YAML_DEPTH``, and
+    timestamps are not resolved (``2026-02-30`` stays text for ``_parse_date_text``).
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event: yaml.Event = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise _Refused("anchors and aliases (& and *) are not allowed", event)
+        tag = getattr(event, "tag", None)
+        if tag is not None and tag not in _PLAIN_TAGS:
+            shown = "!!" + tag.removeprefix(_YAML) if tag.startswith(_YAML) else tag
+            raise _Refused(f"the tag {_excerpt(shown)} is not allowed", event)
+        if self._depth >= MAX_YAML_DEPTH:
+            raise _Refused(f"nested more than {MAX_YAML_DEPTH} levels deep", event)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+_FrontMatterLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != _YAML + "timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _load_markdown(path: Path, text: str) -> tuple[_Meta, _Parts]:
     if not text.startswith("---\n"):
         raise InputError(f"{path}:1: missing YAML front matter (start the file with '---')")
     end = re.search(r"^(---|\.\.\.)[ \t]*$", text[4:], re.MULTILINE)
     if end is None:
         raise InputError(f"{path}:1: front matter is not closed with a '---' line")
     front_text = text[4 : 4 + end.start()]
+    if len(front_text) > MAX_FRONT_MATTER_CHARS:
+        raise InputError(
+            f"{path}:1: front matter is longer than {MAX_FRONT_MATTER_CHARS} characters"
+        )
+    meta = _front_matter(path, front_text)
     body = text[4 + end.end() :].lstrip("\n")
-    try:
-        meta = yaml.safe_load(front_text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 2 if mark is not None else 1
-        problem = getattr(exc, "problem", None) or "syntax error"
-        raise InputError(f"{path}:{line}: invalid YAML front matter: {problem}") from None
-    if meta is None:
-        meta = {}
-    if not isinstance(meta, dict):
-        raise InputError(f"{path}:2: front matter must be a mapping of 'key: value' lines")
     body_html = _MD.render(body) if body.strip() else ""
-    first_para = _first_markdown_paragraph(body)
-    return _build(
-        path,
-        meta,
-        body_html=body_html,
-        body_text=body.strip(),
-        first_para=first_para,
-        base_url=base_url,
-    )
+    return meta, _Parts(body_html, body.strip(), _first_markdown_paragraph(body))
+
+
+def _front_matter(path: Path, front_text: str) -> _Meta:
+    """The known fields of the front matter, each as its text (or a list of texts)."""
+    loader = _FrontMatterLoader(front_text)
+    try:
+        root = loader.get_single_node()
+    except _Refused as exc:
+        raise InputError(f"{path}:{exc.line + 2}: front matter: {exc.problem}") from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 2 if mark is not None else 1
+        problem = _one_line(exc.problem or exc.context or "syntax error")
+        raise InputError(f"{path}:{line}: invalid YAML front matter: {problem}") from None
+    except yaml.reader.ReaderError as exc:
+        line = front_text[: exc.position].count("\n") + 2
+        raise InputError(
+            f"{path}:{line}: invalid YAML front matter: {_one_line(str(exc.reason))}"
+        ) from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}:1: invalid YAML front matter: {_one_line(str(exc))}") from None
+    finally:
+        loader.dispose()
+    meta = _Meta(path)
+    if root is None:
+        return meta
+    if not isinstance(root, yaml.MappingNode):
+        raise InputError(f"{path}:2: front matter must be a mapping of 'key: value' lines")
+    for key_node, value_node in root.value:
+        line = key_node.start_mark.line + 2
+        if not isinstance(key_node, yaml.ScalarNode):
+            raise InputError(f"{path}:{line}: a front matter key must be a word")
+        key = key_node.value
+        if key not in _FRONT_MATTER_KEYS:
+            continue
+        if key in meta.lines:
+            raise InputError(f"{path}:{line}: '{key}' is given twice")
+        meta.lines[key] = line
+        value = _node_text(meta, key, value_node)
+        if value is not None:
+            meta.values[key] = value
+    return meta
+
+
+def _node_text(meta: _Meta, key: str, node: yaml.Node) -> str | list[str] | None:
+    """A scalar as written (``None`` for null), or for tags a list of scalars as written."""
+    if isinstance(node, yaml.ScalarNode):
+        return None if node.tag == _NULL_TAG else str(node.value)
+    if isinstance(node, yaml.SequenceNode) and key == "tags":
+        items = []
+        for item in node.value:
+            if not isinstance(item, yaml.ScalarNode) or item.tag == _NULL_TAG:
+                raise InputError(f"{meta.where(key)}: '{key}' must be a list of words")
+            items.append(str(item.value))
+        return items
+    kind = "list" if isinstance(node, yaml.SequenceNode) else "mapping"
+    raise InputError(f"{meta.where(key)}: '{key}' must be text, not a {kind}")
+
+
+def _one_line(text: str) -> str:
+    """A YAML problem as one short line (it may quote the input)."""
+    text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    return text if len(text) <= 2 * EXCERPT_CHARS else text[: 2 * EXCERPT_CHARS - 1] + "…"
 
 
 def _first_markdown_paragraph(body: str) -> str:
@@ -196,11 +539,9 @@ def _first_markdown_paragraph(body: str) -> str:
 # --- Plain text --------------------------------------------------------------------------
 
 
-def _load_txt(
-    path: Path, text: str, clutter: Sequence[re.Pattern[str]], base_url: str | None
-) -> Article:
+def _load_txt(path: Path, text: str, clutter: Sequence[re.Pattern[str]]) -> tuple[_Meta, _Parts]:
     lines = text.split("\n")
-    meta: dict[str, Any] = {}
+    meta = _Meta(path)
     start = 0
     # Optional "Key: value" header lines (title, date, url, ...) at the very top.
     while start < len(lines):
@@ -208,7 +549,11 @@ def _load_txt(
         if not match or match.group(1).lower() not in _HEADER_KEYS:
             break
         key, value = match.group(1).lower(), match.group(2).strip()
-        meta[key] = [t.strip() for t in value.split(",") if t.strip()] if key == "tags" else value
+        if key in meta.lines:
+            raise InputError(f"{path}:{start + 1}: '{key}' is given twice")
+        meta.lines[key] = start + 1
+        if value:
+            meta.values[key] = value
         start += 1
     items = [
         item
@@ -217,9 +562,10 @@ def _load_txt(
         if not (len(item) == 1 and _is_nav(item[0]))
     ]
 
-    if "title" in meta:
+    title = meta.text("title")
+    if title is not None:
         # A page copied whole repeats its headline under the header: the story starts there.
-        wanted = " ".join(str(meta["title"]).split()).casefold()
+        wanted = title.casefold()
         for i, item in enumerate(items):
             if len(item) == 1 and item[0].casefold() == wanted:
                 items = items[i + 1 :]
@@ -227,7 +573,7 @@ def _load_txt(
     else:
         headline_at = _find_headline(items)
         if headline_at is not None:
-            meta["title"] = items[headline_at][0]
+            meta.values["title"] = items[headline_at][0]
             items = items[headline_at + 1 :]
     story = []
     for item in items:
@@ -238,15 +584,7 @@ def _load_txt(
     paragraphs = [" ".join(line.strip() for line in b) for b in story]
     first_para = paragraphs[0] if paragraphs else ""
     body_html = "".join(f"<p>{html.escape(p, quote=False)}</p>\n" for p in paragraphs)
-    body_text = "\n\n".join(paragraphs)
-    return _build(
-        path,
-        meta,
-        body_html=body_html,
-        body_text=body_text,
-        first_para=first_para,
-        base_url=base_url,
-    )
+    return meta, _Parts(body_html, "\n\n".join(paragraphs), first_para)
 
 
 def _blocks(lines: Sequence[str]) -> list[list[str]]:
@@ -363,100 +701,111 @@ def _is_byline_or_dateline(line: str) -> bool:
     return bool(_BYLINE_RE.match(line) or _DATELINE_RE.match(line))
 
 
-def _byline_facts(line: str, meta: dict[str, Any]) -> None:
+def _byline_facts(line: str, meta: _Meta) -> None:
     """A byline gives the author and a dateline the date, unless the header gave them."""
     byline = _BYLINE_RE.match(line)
-    if byline and not meta.get("author"):
-        meta["author"] = byline.group(1)
+    if byline and "author" not in meta.values:
+        meta.values["author"] = byline.group(1)
     dateline = _DATELINE_RE.match(line)
-    if dateline and not meta.get("date"):
-        day = _parse_date_text(dateline.group(1))
-        if day is not None:
-            meta["date"] = day
+    if dateline and "date" not in meta.values:
+        try:
+            when = _parse_date_text(dateline.group(1))
+        except ValueError:
+            when = None  # "Chapter 31, 2026" looks like a dateline, but is no date
+        if when is not None:
+            meta.values["date"] = dateline.group(1)
 
 
 # --- Common ------------------------------------------------------------------------------
 
 
 def _build(
-    path: Path,
-    meta: dict[str, Any],
-    *,
-    body_html: str,
-    body_text: str,
-    first_para: str,
-    base_url: str | None,
+    meta: _Meta, parts: _Parts, *, base_url: str | None, zone: dt.tzinfo, mtime: float
 ) -> Article:
-    title = _text_field(path, meta, "title")
+    path = meta.path
+    title = meta.text("title")
     if not title:
         raise InputError(f"{path}: no title (add 'title:' or a headline line above the story)")
-    if len(title) > MAX_TITLE_CHARS:
-        raise InputError(f"{path}: title is longer than {MAX_TITLE_CHARS} characters")
-    slug = _text_field(path, meta, "slug") or _slugify(path.stem)
-    date, from_mtime = _date_field(path, meta.get("date"))
-    url = _text_field(path, meta, "url")
+    slug = meta.text("slug") or _slugify(path.stem)
+    published, day, date_only = _when(meta, zone, mtime)
+    url = meta.text("url")
     if not url and base_url:
         url = base_url.rstrip("/") + "/" + slug
     if not url:
         raise InputError(f"{path}: no url (add 'url:' so the digest can link to the article)")
-    _check_url(path, "url", url)
-    image = _text_field(path, meta, "image")
+    _check_url(meta, "url", url)
+    image = meta.text("image")
     if image:
-        _check_url(path, "image", image)
-    summary = _text_field(path, meta, "summary") or cut_at_word(first_para, SUMMARY_CHARS)
-    tags_value = meta.get("tags") or ()
-    if isinstance(tags_value, str):
-        tags_value = [t.strip() for t in tags_value.split(",")]
-    if not isinstance(tags_value, list | tuple) or not all(
-        isinstance(t, str | int | float) for t in tags_value
-    ):
-        raise InputError(f"{path}: 'tags' must be a list of words")
+        _check_url(meta, "image", image)
+    summary = meta.text("summary") or cut_at_word(parts.first_para, SUMMARY_CHARS)
     return Article(
         slug=slug,
         title=title,
-        date=date,
+        date=day,
         url=url,
         summary=summary,
-        body_html=body_html,
-        body_text=body_text,
+        body_html=parts.body_html,
+        body_text=parts.body_text,
         source=path,
-        author=_text_field(path, meta, "author"),
-        tags=tuple(str(t) for t in tags_value if str(t).strip()),
+        published=published,
+        author=meta.text("author"),
+        tags=meta.tags(),
         image=image,
-        date_from_mtime=from_mtime,
+        date_from_mtime="date" not in meta.values,
+        date_only=date_only,
     )
 
 
-def _text_field(path: Path, meta: dict[str, Any], key: str) -> str | None:
-    value = meta.get(key)
-    if value is None:
-        return None
-    if isinstance(value, dict | list):
-        raise InputError(f"{path}: '{key}' must be text, not a {type(value).__name__}")
-    text = " ".join(str(value).split())
-    return text or None
-
-
-def _date_field(path: Path, value: Any) -> tuple[dt.date, bool]:
-    if value is None or value == "":
-        mtime = path.stat().st_mtime
-        return dt.datetime.fromtimestamp(mtime).date(), True
-    if isinstance(value, dt.datetime):
-        return value.date(), False
-    if isinstance(value, dt.date):
-        return value, False
-    text = str(value).strip()
-    day = _parse_date_text(text)
-    if day is None:
-        raise InputError(f"{path}: date {text!r} is not a date (use YYYY-MM-DD)")
-    return day, False
-
-
-def _parse_date_text(text: str) -> dt.date | None:
+def _when(meta: _Meta, zone: dt.tzinfo, mtime: float) -> tuple[dt.datetime, dt.date, bool]:
+    """The article's instant (UTC), its day in ``zone``, and whether it was a date alone."""
+    text = meta.text("date")
+    if text is None:
+        try:
+            published = dt.datetime.fromtimestamp(mtime, dt.UTC)
+            return published, published.astimezone(zone).date(), False
+        except (OverflowError, OSError, ValueError):
+            raise InputError(
+                f"{meta.path}: no date, and the file's time is out of range (add 'date:')"
+            ) from None
+    where = f"{meta.where('date')}: 'date' {_excerpt(text)}"
     try:
-        return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).date()
-    except ValueError:
-        pass
+        when = _parse_date_text(text)
+        if when is None:
+            raise InputError(
+                f"{where} is not a date (use YYYY-MM-DD, or YYYY-MM-DDTHH:MM:SS+01:00 with a time)"
+            )
+        if isinstance(when, dt.datetime):
+            published = (when if when.tzinfo else when.replace(tzinfo=zone)).astimezone(dt.UTC)
+            return published, published.astimezone(zone).date(), False
+        start = dt.datetime.combine(when, dt.time(), tzinfo=zone)
+        return start.astimezone(dt.UTC), when, True
+    except ValueError as exc:
+        raise InputError(f"{where} is not a valid date ({_one_line(str(exc))})") from None
+    except OverflowError:
+        raise InputError(f"{where} is out of range") from None
+
+
+def _parse_date_text(text: str) -> dt.date | dt.datetime | None:
+    """An ISO date or date-time (naive when it has no offset), or a date written out
+    (``November 20, 2026``, ``20 Nov 2026``); ``None`` when it is none of these. Raises
+    ``ValueError`` for one that has the form but does not exist (``2026-02-30``)."""
+    match = _ISO_RE.fullmatch(text)
+    if match:
+        year, month, day, hour, minute, second, fraction, zulu, sign, off_h, off_m = match.groups()
+        if hour is None:
+            return dt.date(int(year), int(month), int(day))
+        zone: dt.tzinfo | None = None
+        if zulu:
+            zone = dt.UTC
+        elif sign:
+            if int(off_h) > 23 or int(off_m or 0) > 59:
+                raise ValueError("the offset is out of range")
+            offset = dt.timedelta(hours=int(off_h), minutes=int(off_m or 0))
+            zone = dt.timezone(-offset if sign == "-" else offset)
+        micro = int((fraction or "")[:6].ljust(6, "0"))
+        return dt.datetime(
+            int(year), int(month), int(day), int(hour), int(minute), int(second or 0), micro, zone
+        )
     text = text.replace(".", "")  # "Nov. 20, 2026"
     for fmt in ("%B %d, %Y", "%b %d, %Y", "%B %d %Y", "%b %d %Y", "%d %B %Y", "%d %b %Y"):
         try:
@@ -466,9 +815,9 @@ def _parse_date_text(text: str) -> dt.date | None:
     return None
 
 
-def _check_url(path: Path, key: str, url: str) -> None:
+def _check_url(meta: _Meta, key: str, url: str) -> None:
     if not re.fullmatch(r"https?://[^\s<>\"'\x00-\x1f\x7f]+", url):
-        raise InputError(f"{path}: '{key}' must be an http(s) URL")
+        raise InputError(f"{meta.where(key)}: '{key}' must be an http(s) URL, not {_excerpt(url)}")
 
 
 def _slugify(text: str) -> str:

@@ -147,9 +147,13 @@ def digest(
             accept_changes=accept_changes,
         )
         raise typer.Exit(code)
-    prepared = prepare_digest(settings, options)
+    prepared = prepare_digest(settings, options, on_skip=_skipped_article)
     folder = settings.previews_dir / f"digest-{options.issue_date.isoformat()}"
     _write_previews(prepared, folder, strict=strict, limit=limit, lists_dir=settings.lists_dir)
+
+
+def _skipped_article(path: Path, reason: str) -> None:
+    err(f"warning: {path}: skipped ({reason})")
 
 
 class _Skips:
@@ -242,6 +246,7 @@ def _send(
             options,
             fields=existing.fields if existing is not None else None,
             cutoff=existing.cutoff if existing is not None else None,
+            on_skip=_skipped_article,
         )
         if existing is None:
             try:

@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mailer.articles import load_articles
+from mailer.articles import SkipHandler, load_articles
 from mailer.delivery import DeliveryPolicy
-from mailer.digest import build_digest
+from mailer.digest import build_digest, window_start
 from mailer.errors import InputError
 from mailer.messages import Composer, Envelope
 from mailer.models import Digest, Recipient, Rendered
@@ -95,13 +95,15 @@ def prepare_digest(
     *,
     fields: Sequence[str] | None = None,
     cutoff: dt.datetime | None = None,
+    on_skip: SkipHandler | None = None,
 ) -> PreparedIssue:
     """Load, select, render and inline once. Raises ``MailerError`` on any bad input.
 
     ``fields`` are the list columns templates may use (default: the list's header now; a
     resumed campaign passes those frozen with its audience), and ``cutoff`` the instant the
     articles are chosen at (default: now; a resumed campaign passes its own, so that it
-    sends the issue it started).
+    sends the issue it started). ``on_skip`` hears of article files that are not read (a
+    symlink leading out of the articles folder, a pipe).
     """
     list_path = resolve_list(options.list_ref or settings.default_list, settings.lists_dir)
     columns = tuple(template_fields(read_header(list_path)) if fields is None else fields)
@@ -111,13 +113,9 @@ def prepare_digest(
         settings.articles_dir,
         extra_clutter=settings.clutter_patterns,
         base_url=settings.article_base_url,
+        zone=zone,
+        on_skip=on_skip,
     )
-    try:
-        start = options.issue_date - dt.timedelta(days=options.days)
-    except OverflowError:
-        raise InputError(
-            f"--date {options.issue_date} with --days {options.days} would start before year 1"
-        ) from None
     digest = build_digest(
         articles,
         newsletter=settings.newsletter_name,
@@ -125,12 +123,15 @@ def prepare_digest(
         days=options.days,
         max_articles=options.max_articles,
         subject=options.subject,
+        zone=zone,
+        now=moment,
     )
-    del zone  # wired to build_digest once articles carry instants
     if not digest.articles:
+        start = window_start(options.issue_date, options.days)
+        after = f"after {start} and " if start is not None else ""
         raise InputError(
-            f"no articles in {settings.articles_dir} dated after {start} and on or before "
-            f"{options.issue_date}; nothing to send"
+            f"no articles in {settings.articles_dir} dated {after}on or before "
+            f"{options.issue_date} (and not after now); nothing to send"
         )
     env = make_environment(settings.templates_dir)
     rendered = render_digest(

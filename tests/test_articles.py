@@ -243,11 +243,13 @@ def test_mailer_clutter_patterns_setting_drops_a_custom_line(sample: Path) -> No
 def test_no_date_falls_back_to_the_file_mtime(tmp_path: Path) -> None:
     page = HARBOUR_PAGE.replace("Date: 2026-11-20\n", "")
     path = write(tmp_path, "harbour.txt", page)
-    when = dt.datetime(2026, 10, 3, 12, 0).timestamp()
-    os.utime(path, (when, when))
+    when = dt.datetime(2026, 10, 3, 12, 0, tzinfo=dt.UTC)
+    os.utime(path, (when.timestamp(), when.timestamp()))
     article = load_article(path)
     assert article.date == dt.date(2026, 10, 3)
     assert article.date_from_mtime is True
+    # The modification time is an instant, not a day.
+    assert (article.published, article.date_only) == (when, False)
 
 
 def test_markdown_without_date_uses_mtime(tmp_path: Path) -> None:
@@ -256,7 +258,7 @@ def test_markdown_without_date_uses_mtime(tmp_path: Path) -> None:
         "note.md",
         "---\ntitle: A note\nurl: https://example.com/note\n---\n\nShort body.\n",
     )
-    when = dt.datetime(2026, 9, 9, 9, 0).timestamp()
+    when = dt.datetime(2026, 9, 9, 9, 0, tzinfo=dt.UTC).timestamp()
     os.utime(path, (when, when))
     article = load_article(path)
     assert (article.date, article.date_from_mtime) == (dt.date(2026, 9, 9), True)
@@ -286,6 +288,7 @@ def test_markdown_front_matter_with_every_field(tmp_path: Path) -> None:
     article = load_article(path)
     assert article.title == "Community orchard plants its hundredth tree"
     assert article.date == dt.date(2026, 11, 23) and not article.date_from_mtime
+    assert article.date_only and article.published == dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
     assert article.url == "https://example.com/news/orchard"
     assert article.author == "Ana Lima"
     assert article.summary == "Volunteers planted a Bramley on Saturday."
