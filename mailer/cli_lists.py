@@ -260,7 +260,10 @@ def _values(recipient: Recipient, columns: list[str]) -> list[str]:
 @lists_app.command("add")
 @reports_errors
 def add(
-    name: Annotated[str, typer.Argument(help="List name (created if needed) or CSV path.")],
+    name: Annotated[
+        str,
+        typer.Argument(help="List name (created if needed) or the path of an existing CSV file."),
+    ],
     email: Annotated[str, typer.Argument(help="The address to add.")],
     *,
     subscriber_name: Annotated[str, typer.Option("--name", help="The subscriber's name.")] = "",
@@ -305,7 +308,10 @@ def remove(
 @lists_app.command("import")
 @reports_errors
 def import_(
-    name: Annotated[str, typer.Argument(help="List name (created if needed) or CSV path.")],
+    name: Annotated[
+        str,
+        typer.Argument(help="List name (created if needed) or the path of an existing CSV file."),
+    ],
     file: Annotated[Path, typer.Argument(help="CSV file with an 'email' column to merge in.")],
     *,
     strict: Annotated[

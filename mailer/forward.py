@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import os
 import re
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,9 +38,11 @@ QUOTA_WINDOW = dt.timedelta(hours=24)
 # learns neither that someone unsubscribed nor what someone else sent them.
 CANNOT_FORWARD = "cannot forward this article to {friend}"
 
-# check_header_value refuses C0 controls, DEL, NEL and U+2028/U+2029; add the rest of C1,
-# and the bidirectional overrides and isolates that make text read other than it is.
-_INVISIBLE_RE = re.compile("[\x80-\x9f\u202a-\u202e\u2066-\u2069\ufeff]")
+# check_header_value refuses C0 and C1 controls, DEL and U+2028/U+2029. Refused here too:
+# every format character (Unicode category Cf): zero-width spaces and joiners, soft hyphens,
+# byte-order marks, and the bidirectional marks, overrides and isolates that make text read
+# other than it is; and lone surrogates (Cs), left by undecodable bytes in an argument.
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs"})
 # "Name <address>" (the name optionally in plain double quotes) or a bare address.
 _NAMED_RE = re.compile(r'(?:"(?P<quoted>[^"\\]*)"|(?P<plain>[^<>"\\]*?))\s*<(?P<address>[^<>\s]+)>')
 # Characters that make a display name parse as something else (another address, a comment,
@@ -90,8 +94,14 @@ class Forward:
 
 def _no_controls(field: str, value: str) -> str:
     check_header_value(field, value)  # also what an RFC 2047 encoded word decodes to
-    if _INVISIBLE_RE.search(value):
-        raise HeaderError(f"{field}: contains an invisible control character")
+    for char in value:
+        if char.isascii() and char.isprintable():
+            continue
+        if unicodedata.category(char) in _INVISIBLE_CATEGORIES:
+            raise HeaderError(
+                f"{field}: contains an invisible control or formatting character "
+                f"(U+{ord(char):04X})"
+            )
     return value
 
 
@@ -173,19 +183,21 @@ def find_article(
     *,
     clutter_patterns: Sequence[str] = (),
     base_url: str | None = None,
+    zone: dt.tzinfo = dt.UTC,
 ) -> Article:
-    """A path to an article file inside the articles folder, or an article's slug."""
+    """A path to an article file inside the articles folder, or an article's slug. A file
+    that resolves outside the folder (a symlink leading out) is refused, never read."""
     folder = articles_dir.resolve()
     clutter = compile_clutter(clutter_patterns)
     if "/" in ref or Path(ref).suffix.lower() in ARTICLE_SUFFIXES:
-        path = Path(ref).resolve()
+        path = Path(os.path.realpath(ref))  # no RuntimeError on a symlink loop
         if not path.is_relative_to(folder) or any(
             part.startswith((".", "_")) for part in path.relative_to(folder).parts
         ):
             raise InputError(f"{ref}: not an article of the articles folder {articles_dir}")
         if path.suffix.lower() not in ARTICLE_SUFFIXES or not path.is_file():
             raise InputError(f"{ref}: no such article file")
-        return load_article(path, clutter=clutter, base_url=base_url)
+        return load_article(path, clutter=clutter, base_url=base_url, zone=zone, folder=folder)
     if not folder.is_dir():
         raise InputError(f"{articles_dir}: articles folder not found")
     # A file named after the slug is the common case, and needs no other file to parse.
@@ -193,8 +205,13 @@ def find_article(
         for path in sorted(folder.rglob(f"{_glob_escape(ref)}{suffix}")):
             relative = path.relative_to(folder).parts
             if not any(part.startswith((".", "_")) for part in relative) and path.is_file():
-                return load_article(path, clutter=clutter, base_url=base_url)
-    for article in load_articles(articles_dir, extra_clutter=clutter_patterns, base_url=base_url):
+                return load_article(
+                    path, clutter=clutter, base_url=base_url, zone=zone, folder=folder
+                )
+    articles = load_articles(
+        articles_dir, extra_clutter=clutter_patterns, base_url=base_url, zone=zone
+    )
+    for article in articles:
         if article.slug == ref:
             return article
     raise InputError(f"{ref}: no article with this slug in {articles_dir}")
@@ -225,6 +242,7 @@ def prepare_forward(
         settings.articles_dir,
         clutter_patterns=settings.clutter_patterns,
         base_url=settings.article_base_url,
+        zone=settings.zone,
     )
     return Forward(found, checked_sender, checked_friends, checked_note)
 

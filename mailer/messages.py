@@ -19,6 +19,9 @@ import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.header import Header, decode_header
+from urllib.parse import parse_qsl, quote, urlsplit
+
+import idna
 
 from mailer.errors import HeaderError
 from mailer.models import Outgoing, Recipient, Rendered, Spliced
@@ -26,10 +29,17 @@ from mailer.models import Outgoing, Recipient, Rendered, Spliced
 MAX_LINE = 998
 # "To: " + quoted name + " <" + a 254-octet address + ">" stays under MAX_LINE.
 _MAX_PLAIN_PHRASE = 700
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+# C0 and C1 controls, DEL, and the Unicode line and paragraph separators.
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _ENCODED_WORD_RE = re.compile(r"=\?[^?\s]+\?[QqBb]\?[^?\s]*\?=")
 _ATOM_SAFE_RE = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~ ]*")
 _QP_SOFT = b"=\r\n"
+# RFC 2919: list-id = list-label "." list-id-namespace, both dot-atom-text (RFC 5322 atext).
+_ATEXT = r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+"
+_LIST_ID_RE = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})+")
+MAX_LIST_ID = 255
+# Characters RFC 6068 lets stand in the address of a mailto URI besides unreserved ones.
+_MAILTO_SAFE = "!$'()*+,;:"
 
 
 def check_header_value(field: str, value: str) -> str:
@@ -84,12 +94,96 @@ def ascii_domain_address(address: str) -> str:
 
 
 def ascii_domain(domain: str) -> str:
+    """IDNA 2008 with UTS 46 mapping, as email-validator uses: Python's own ``idna`` codec is
+    IDNA 2003, which would turn ``straße.example`` into another domain, ``strasse.example``."""
     if domain.isascii():
         return domain
     try:
-        return domain.encode("idna").decode("ascii")
-    except UnicodeError:
+        return idna.encode(domain, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError):
         return domain
+
+
+def list_id_problem(value: str) -> str | None:
+    """Why ``value`` (in its ASCII form) is not an RFC 2919 list-id, or ``None``."""
+    if not _LIST_ID_RE.fullmatch(value):
+        return (
+            "must be an RFC 2919 list id such as weekly.example.com: letters, digits and "
+            "!#$%&'*+-/=?^_`{|}~ in at least two parts joined by single dots (no <>, spaces, "
+            "or dots at either end)"
+        )
+    if len(value) > MAX_LIST_ID:
+        return f"must be at most {MAX_LIST_ID} characters long"
+    return None
+
+
+def check_list_id(value: str) -> str:
+    """The ASCII (IDNA) form of an RFC 2919 list-id; ``HeaderError`` if it is not one."""
+    ascii_id = ascii_domain(value)
+    problem = list_id_problem(ascii_id)
+    if problem is not None:
+        raise HeaderError(f"List-Id: {problem}")
+    return ascii_id
+
+
+def unsubscribe_prefix(url: str) -> str:
+    """``url`` ready for the token to be appended as its ``token`` query parameter."""
+    if "?" not in url:
+        return url + "?token="
+    return url + ("token=" if url.endswith(("?", "&")) else "&token=")
+
+
+def mailto_uri(address: str) -> str:
+    """``mailto:`` plus the address, percent-encoded as RFC 6068 asks, its domain in ASCII."""
+    local, _, domain = address.rpartition("@")
+    return f"mailto:{quote(local, safe=_MAILTO_SAFE)}@{ascii_domain(domain)}"
+
+
+def list_unsubscribe(prefix: str, token: str, mailto: str | None) -> str:
+    """The List-Unsubscribe field (RFC 2369, 8058), each target on its own line: no line of
+    it is longer than its longest target, which settings keep under 998 octets."""
+    targets = [f"<{prefix}{token}>"]
+    if mailto:
+        targets.append(f"<{mailto}?subject=unsubscribe%20{token}>")
+    return "List-Unsubscribe: " + ",\r\n ".join(targets)
+
+
+def unsubscribe_url_problem(url: str, *, token_chars: int) -> str | None:
+    """Why ``url`` cannot be the base of unsubscribe links carrying a ``token_chars`` token."""
+    if "#" in url:
+        return (
+            "must not have a #fragment: the token would be appended to the fragment, "
+            "which browsers never send"
+        )
+    if not url.isascii():
+        return (
+            "must be ASCII (percent-encode other characters, and give the domain in its "
+            "xn-- form): it goes into the List-Unsubscribe header"
+        )
+    if any(key == "token" for key, _ in parse_qsl(urlsplit(url).query, keep_blank_values=True)):
+        return "must not have a token= parameter already: ?token=<token> is appended to it"
+    prefix = unsubscribe_prefix(url)
+    first = list_unsubscribe(prefix, "x" * token_chars, "mailto:x").split("\r\n")[0]
+    if len(first) > MAX_LINE:
+        limit = len(url) - (len(first) - MAX_LINE)
+        return (
+            f"is {len(url)} characters long; with the longest unsubscribe token appended it "
+            f"would not fit in one header line (998 octets), so it may have at most {limit} "
+            "characters"
+        )
+    return None
+
+
+def unsubscribe_mailto_problem(address: str, *, token_chars: int) -> str | None:
+    """Why ``address`` cannot be the mailto target of List-Unsubscribe, or ``None``."""
+    target = mailto_uri(address)
+    line = list_unsubscribe("", "x" * token_chars, target).split("\r\n")[1]
+    if len(line.encode()) > MAX_LINE:
+        return (
+            "is too long for the List-Unsubscribe header: with the longest unsubscribe token "
+            "its mailto line would be longer than 998 octets"
+        )
+    return None
 
 
 def encode_header(name: str, value: str) -> str:
@@ -156,8 +250,17 @@ class Composer:
     ) -> None:
         self.envelope = envelope
         self._token = unsubscribe_token
-        base = envelope.unsubscribe_url
-        self._unsubscribe_prefix = base + ("&" if "?" in base else "?") + "token="
+        self._unsubscribe_prefix = unsubscribe_prefix(envelope.unsubscribe_url)
+        self._mailto = None
+        if unsubscribe_token is not None:
+            # Settings refuse these with the setting's name; a library caller gets this.
+            problem = unsubscribe_url_problem(envelope.unsubscribe_url, token_chars=0)
+            if problem is not None:
+                raise HeaderError(f"List-Unsubscribe: the unsubscribe URL {problem}")
+            check_header_value("List-Unsubscribe", envelope.unsubscribe_url)
+            if envelope.unsubscribe_mailto:
+                check_header_value("List-Unsubscribe", envelope.unsubscribe_mailto)
+                self._mailto = mailto_uri(envelope.unsubscribe_mailto)
         self._name_fallback = name_fallback
         self._domain = ascii_domain(envelope.from_address.rpartition("@")[2])
         self._mid_key = hashlib.sha256(f"mailer-mid\x00{campaign_key}".encode()).digest()[:16]
@@ -173,7 +276,7 @@ class Composer:
             f'Content-Type: multipart/alternative; boundary="{boundary}"',
         ]
         if envelope.list_id:  # a one-off message (a forward) belongs to no list
-            list_id = ascii_domain(envelope.list_id)
+            list_id = check_list_id(envelope.list_id)
             headers.append(
                 "List-Id: " + format_address(envelope.from_name, list_id, field="List-Id")
             )
@@ -218,14 +321,13 @@ class Composer:
             f"Message-ID: {message_id}",
         ]
         if token:
-            url = values["unsubscribe_url"]
-            check_header_value("List-Unsubscribe", url)
-            targets = [f"<{url}>"]
-            if self.envelope.unsubscribe_mailto:
-                targets.append(
-                    f"<mailto:{self.envelope.unsubscribe_mailto}?subject=unsubscribe%20{token}>"
-                )
-            head.append("List-Unsubscribe: " + ",\r\n ".join(targets))
+            check_header_value("List-Unsubscribe", token)
+            field = list_unsubscribe(self._unsubscribe_prefix, token, self._mailto)
+            if len(field) > MAX_LINE and any(
+                len(line.encode()) > MAX_LINE for line in field.split("\r\n")
+            ):
+                raise HeaderError("List-Unsubscribe: a line would be longer than 998 octets")
+            head.append(field)
         chunks: list[bytes] = [("\r\n".join(head) + "\r\n").encode("utf-8"), self._static_head]
         chunks.append(self._preamble)
         chunks.append(self._text_open)

@@ -9,19 +9,34 @@ import re
 import zoneinfo
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from mailer.errors import ConfigError
+from mailer.messages import (
+    MAX_LIST_ID,
+    ascii_domain,
+    list_id_problem,
+    unsubscribe_mailto_problem,
+    unsubscribe_url_problem,
+)
+from mailer.subscribers import LIST_NAME_RULE, is_list_name
+from mailer.tokens import MAX_TOKEN_CHARS
 
 # Documented sample defaults: the bundled sample runs with no settings at all. The sample
 # secret key is public, so sending real mail with it is refused (see ``require_real_secret``).
 SAMPLE_SECRET_KEY = "sample-secret-key-change-me"
 SAMPLE_FROM = "newsletter@example.com"
+# HMAC-SHA256 takes keys of any length, but a key shorter than its 32-byte output is easier
+# to guess than the MAC it makes.
+MIN_SECRET_KEY_BYTES = 32
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 _SECURITY = Literal["starttls", "tls", "none"]
+_MAX_SLUG = 63  # of the newsletter name in the default list id: one DNS label's worth
 
 
 class Settings(BaseSettings):
@@ -109,8 +124,20 @@ class Settings(BaseSettings):
     def _https(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        if not re.fullmatch(r"https://[^\s<>\"'\x00-\x1f\x7f]+", value):
+        if not re.fullmatch(r"https://[^\s<>\"'\x00-\x1f\x7f-\x9f]+", value):
             raise ValueError("must be an https:// URL without spaces or quotes")
+        if not urlsplit(value).hostname:
+            raise ValueError("must be an https:// URL with a host name")
+        return value
+
+    @field_validator("unsubscribe_url")
+    @classmethod
+    def _unsubscribe_url(cls, value: str) -> str:
+        # The token is appended to it in every List-Unsubscribe header: no fragment, ASCII,
+        # and short enough for the longest token to fit in one 998-octet line.
+        problem = unsubscribe_url_problem(value, token_chars=MAX_TOKEN_CHARS)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @field_validator("article_base_url")
@@ -127,20 +154,51 @@ class Settings(BaseSettings):
     def _mailto(cls, value: str | None) -> str | None:
         if value is None or value == "":
             return None
-        return _normalise_address(value.removeprefix("mailto:"))
+        address = _normalise_address(value.removeprefix("mailto:"))
+        problem = unsubscribe_mailto_problem(address, token_chars=MAX_TOKEN_CHARS)
+        if problem is not None:
+            raise ValueError(problem)
+        return address
 
-    @field_validator("newsletter_name", "name_fallback", "smtp_host", "list_id", "smtp_helo_name")
+    @field_validator("list_id")
+    @classmethod
+    def _list_id(cls, value: str | None) -> str | None:
+        """An RFC 2919 list-id, kept in its ASCII form (an IDN namespace becomes xn--)."""
+        if value is None or value == "":
+            return None
+        ascii_id = ascii_domain(value)
+        problem = list_id_problem(ascii_id)
+        if problem is not None:
+            raise ValueError(problem)
+        return ascii_id
+
+    @field_validator("default_list")
+    @classmethod
+    def _default_list(cls, value: str) -> str:
+        # As for --list: a plain name, or the path of a .csv file (checked when it is read).
+        if not is_list_name(value) and not value.lower().endswith(".csv"):
+            raise ValueError(f"{LIST_NAME_RULE}, or the path of a .csv file")
+        return value
+
+    @field_validator("newsletter_name", "name_fallback", "smtp_host", "smtp_helo_name")
     @classmethod
     def _no_controls(cls, value: str | None) -> str | None:
-        if value is not None and re.search(r"[\x00-\x1f\x7f\u2028\u2029\x85]", value):
+        if value is not None and _CONTROL_RE.search(value):
             raise ValueError("must not contain control characters or line breaks")
         return value
 
     @field_validator("secret_key")
     @classmethod
     def _secret(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().strip():
+        # The messages never include the value, nor its length.
+        key = value.get_secret_value()
+        if not key.strip():
             raise ValueError("must not be empty (it signs the unsubscribe links)")
+        if key != SAMPLE_SECRET_KEY and len(key.encode("utf-8")) < MIN_SECRET_KEY_BYTES:
+            raise ValueError(
+                f"too short: use at least {MIN_SECRET_KEY_BYTES} bytes of random text, e.g. "
+                "from `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
         return value
 
     @field_validator("clutter_patterns")
@@ -161,10 +219,14 @@ class Settings(BaseSettings):
 
     @property
     def effective_list_id(self) -> str:
+        """``MAILER_LIST_ID``, else ``<name-slug>.<From domain>``: valid by construction,
+        since the slug is ``[a-z0-9-]`` and the domain passed email-validator."""
         if self.list_id:
             return self.list_id
+        namespace = ascii_domain(self.from_domain)
+        room = min(_MAX_SLUG, MAX_LIST_ID - 1 - len(namespace))
         slug = re.sub(r"[^a-z0-9]+", "-", self.newsletter_name.lower()).strip("-") or "list"
-        return f"{slug}.{self.from_domain}"
+        return f"{slug[:room].rstrip('-')}.{namespace}"
 
     @property
     def zone(self) -> dt.tzinfo:

@@ -26,13 +26,21 @@ from filelock import FileLock, Timeout
 from mailer.errors import HeaderError, InputError
 from mailer.messages import check_header_value
 from mailer.models import Recipient
+from mailer.tokens import MAX_LIST_NAME_OCTETS
 
 MAX_NAME_CHARS = 256
 SUPPRESSION_FILENAME = "suppressed.csv"  # lives in the lists folder but is not a list
 LOCK_TIMEOUT = 30.0  # seconds to wait for another command that is changing the same file
 ROW_ERROR = "\x00error"  # key of the one value of a row that is broken as a whole
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
-_LIST_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+# A list name is a file name inside the lists folder and is signed into unsubscribe tokens:
+# no path separators, no leading dot (hidden and lock files) or hyphen (an option).
+MAX_LIST_NAME = MAX_LIST_NAME_OCTETS
+_LIST_NAME_RE = re.compile(rf"[A-Za-z0-9_][A-Za-z0-9._-]{{0,{MAX_LIST_NAME - 1}}}")
+LIST_NAME_RULE = (
+    f"a list name is 1 to {MAX_LIST_NAME} letters, digits, '.', '_' and '-', not starting "
+    "with '.' or '-'"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +58,14 @@ class RowProblem:
 # --- names and paths ------------------------------------------------------------------
 
 
+def is_list_name(value: str) -> bool:
+    """A plain list name: ``lists/<name>.csv``, never a path."""
+    return _LIST_NAME_RE.fullmatch(value) is not None
+
+
 def resolve_list(value: str, lists_dir: Path) -> Path:
-    """``--list`` takes a name (``lists/<name>.csv``) or a path, of a list that exists."""
+    """A list that exists: a plain name (``lists/<name>.csv``), or the path of a ``.csv``
+    file given explicitly."""
     path = _list_path(value, lists_dir)
     if not path.is_file():
         raise InputError(f"{path}: list not found")
@@ -59,23 +73,36 @@ def resolve_list(value: str, lists_dir: Path) -> Path:
 
 
 def list_path_for_writing(value: str, lists_dir: Path) -> Path:
-    """Where ``lists add``/``import`` write: an existing list, or a new ``lists/<name>.csv``."""
+    """Where ``lists add``/``import`` write: an existing list, or a new ``lists/<name>.csv``.
+
+    Only a plain name creates a list, so nothing is ever written outside the lists folder
+    but a ``.csv`` file that exists and was named explicitly.
+    """
     path = _list_path(value, lists_dir)
     if path.exists() and not path.is_file():
         raise InputError(f"{path}: not a file")
-    if path.parent == lists_dir and not _LIST_NAME_RE.fullmatch(path.stem):
+    if value.lower().endswith(".csv") and not path.is_file():
         raise InputError(
-            f"list name {path.stem!r}: use letters, digits, '.', '_' and '-' (at most 100)"
+            f"{path}: list not found (only a plain list name creates a new list, "
+            f"as {lists_dir}/<name>.csv)"
         )
     return path
 
 
 def _list_path(value: str, lists_dir: Path) -> Path:
-    candidate = Path(value)
-    if candidate.suffix.lower() == ".csv" or "/" in value or candidate.is_file():
-        path = candidate
-    else:
+    """A plain name, or a path ending in ``.csv``; anything else is refused."""
+    if value.lower().endswith(".csv"):
+        path = Path(value)
+        # Its file name is the list's name, signed into unsubscribe tokens.
+        if _CONTROL_RE.search(value) or len(path.stem.encode()) > MAX_LIST_NAME:
+            raise InputError(
+                f"list file {value[:80]!r}: the file name of a list (its name, without .csv) "
+                f"may have at most {MAX_LIST_NAME} bytes and no control characters"
+            )
+    elif is_list_name(value):
         path = lists_dir / f"{value}.csv"
+    else:
+        raise InputError(f"list name {value[:80]!r}: {LIST_NAME_RULE}, or the path of a .csv file")
     if is_suppression_file(path, lists_dir):
         raise InputError(
             f"{path}: this is the suppression list, not a subscriber list "
@@ -173,6 +200,27 @@ def address_key(email: str) -> str:
 # --- reading --------------------------------------------------------------------------
 
 
+def column_name(cell: str) -> str:
+    """A header cell as a column name: spaces and byte-order marks stripped, lower case."""
+    return cell.strip().strip("\ufeff").strip().lower()
+
+
+def header_columns(path: Path, line: int, cells: Sequence[str]) -> list[str]:
+    """The column names of a header row. A name given twice (in any case) is an error: which
+    of the two columns a reader took would be a guess, and a wrong guess mails the wrong
+    address. Empty names may repeat (spreadsheets add empty columns)."""
+    columns = [column_name(cell) for cell in cells]
+    seen: set[str] = set()
+    for column in columns:
+        if column in seen and column:
+            raise InputError(
+                f"{path}:{line}: the header row has the column {column!r} twice; "
+                "rename or remove one of them"
+            )
+        seen.add(column)
+    return columns
+
+
 def read_header(path: Path) -> list[str]:
     """The column names of a list, lower-cased and stripped."""
     rows = _rows(path, header_only=True)
@@ -196,7 +244,7 @@ def _rows(
                 if not row or all(not cell.strip() for cell in row):
                     continue
                 if header is None:
-                    header = [cell.strip().lower() for cell in row]
+                    header = header_columns(path, line, row)
                     if "email" not in header:
                         raise InputError(f"{path}:{line}: the header row has no 'email' column")
                     if header_only:
@@ -481,7 +529,7 @@ class CsvLayout:
 
     @property
     def columns(self) -> list[str]:
-        return [cell.strip().lower() for cell in self.header]
+        return [column_name(cell) for cell in self.header]
 
 
 def csv_layout(path: Path) -> CsvLayout | None:
@@ -502,8 +550,9 @@ def csv_layout(path: Path) -> CsvLayout | None:
     header: list[str] = []
     records = _raw_records(path)
     try:
-        for _, cells, _ in records:
+        for line, cells, _ in records:
             if any(cell.strip() for cell in cells):
+                header_columns(path, line, cells)  # refuses a column given twice
                 header = cells
                 break
     finally:

@@ -12,6 +12,14 @@ from mailer.errors import TokenError
 _CONTEXT = b"mailer-unsubscribe-v1\x00"
 _MAX_TOKEN = 2048
 _MAC_BYTES = hashlib.sha256().digest_size
+
+# The payload is bounded, so every token fits in a List-Unsubscribe line (998 octets).
+MAX_LIST_NAME_OCTETS = 64  # a list's name is its file name without ".csv"
+MAX_ADDRESS_OCTETS = 254  # RFC 5321, as email-validator enforces on the normalised address
+# The payload holds the address lower-cased, and lower-casing can make UTF-8 text longer, by
+# at most half ("İ", 2 octets, becomes "i̇", 3); tests check this against the Unicode data.
+MAX_LOWERED_ADDRESS_OCTETS = MAX_ADDRESS_OCTETS * 3 // 2
+MAX_PAYLOAD_OCTETS = MAX_LIST_NAME_OCTETS + 1 + MAX_LOWERED_ADDRESS_OCTETS
 # Unpadded URL-safe base64 only: the standard decoder skips stray characters, which would
 # let many different strings pass as one token.
 _B64_RE = re.compile(r"[A-Za-z0-9_-]+")
@@ -19,6 +27,16 @@ _B64_RE = re.compile(r"[A-Za-z0-9_-]+")
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64_length(octets: int) -> int:
+    """Characters of unpadded base64 for ``octets`` bytes."""
+    return (octets * 4 + 2) // 3
+
+
+# The longest token ``make_token`` can return: settings use it to refuse an unsubscribe URL
+# that could not carry one within a header line.
+MAX_TOKEN_CHARS = _b64_length(MAX_PAYLOAD_OCTETS) + 1 + _b64_length(_MAC_BYTES)
 
 
 def _unb64(text: str) -> bytes:
@@ -37,10 +55,19 @@ def _mac(secret: str, payload: bytes) -> bytes:
 
 
 def make_token(secret: str, list_name: str, email: str) -> str:
-    """``<payload>.<mac>``: the payload names list and address so the token alone suffices."""
+    """``<payload>.<mac>``: the payload names list and address so the token alone suffices.
+
+    At most ``MAX_TOKEN_CHARS`` long: a list name over ``MAX_LIST_NAME_OCTETS`` or an
+    address over ``MAX_ADDRESS_OCTETS`` (UTF-8) is a ``TokenError``.
+    """
     if "\n" in list_name:
-        raise ValueError("a list name cannot contain a line break")
-    payload = f"{list_name}\n{email.lower()}".encode()
+        raise TokenError("a list name cannot contain a line break")
+    if len(list_name.encode()) > MAX_LIST_NAME_OCTETS:
+        raise TokenError(f"a list name is at most {MAX_LIST_NAME_OCTETS} bytes long")
+    address = email.lower().encode()
+    if len(email.encode()) > MAX_ADDRESS_OCTETS or len(address) > MAX_LOWERED_ADDRESS_OCTETS:
+        raise TokenError(f"an e-mail address is at most {MAX_ADDRESS_OCTETS} bytes long")
+    payload = list_name.encode() + b"\n" + address
     return f"{_b64(payload)}.{_b64(_mac(secret, payload))}"
 
 

@@ -169,9 +169,7 @@ def test_the_digest_and_forward_never_read_a_symlink_to_etc_passwd(sample: Path)
     previews = sample / "previews" / "digest-2026-11-27"
     assert all(b"root:" not in p.read_bytes() for p in previews.iterdir() if p.is_file())
     for ref in ("secret", "articles/secret.md", "loop", "articles/loop.md"):
-        forward = invoke(
-            "forward", ref, "--to", "friend@example.net", "--sender", "a@example.org"
-        )
+        forward = invoke("forward", ref, "--to", "friend@example.net", "--sender", "a@example.org")
         assert forward.exit_code == 2, (ref, forward.output)
         assert "root:" not in forward.output
         errors = [line for line in forward.output.splitlines() if line.startswith("Error:")]

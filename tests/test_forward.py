@@ -195,6 +195,7 @@ def test_dry_run_is_the_default_writes_previews_and_records_nothing(
     folder = sample / "previews" / f"forward-{SLUG}"
     names = sorted(p.name for p in folder.iterdir())
     assert names == [
+        ".mailer-preview",
         "000001-a_at_example.net.eml",
         "000002-b_at_example.net.eml",
         "forward.html",
@@ -341,6 +342,69 @@ def test_control_characters_in_name_note_or_address_are_refused(
     assert "evil" not in line  # the value is not echoed
     assert_nothing_happened(sample, base, server)
     assert not ledger_path(base).exists()
+
+
+# Zero-width and bidirectional marks, the word joiner, byte-order mark and soft hyphen: all
+# Unicode format characters (Cf), invisible in a mail client, so a name could pass for another.
+INVISIBLE = [
+    "\u200b",
+    "\u200c",
+    "\u200d",
+    "\u200e",
+    "\u200f",
+    "\u061c",
+    "\u2060",
+    "\ufeff",
+    "\u202a",
+    "\u202b",
+    "\u202c",
+    "\u202d",
+    "\u202e",
+    "\u2066",
+    "\u2067",
+    "\u2068",
+    "\u2069",
+    "\u00ad",
+    "\U000e0041",  # a tag character: Cf as well
+]
+
+
+@pytest.mark.parametrize("char", INVISIBLE, ids=lambda c: f"U+{ord(c):04X}")
+@pytest.mark.parametrize("option", ["--sender", "--note"])
+def test_invisible_format_characters_in_name_or_note_are_refused(
+    sample: Path, base: dict[str, str], server: Server, option: str, char: str
+) -> None:
+    args = {"--sender": SENDER, "--note": "hi", "--to": "friend@example.net"}
+    args[option] = (
+        f"Ali{char}ce Martin <alice@example.org>" if option == "--sender" else f"h{char}i"
+    )
+    result = forward(
+        SLUG, *(x for pair in args.items() for x in pair), "--send", env=env_of(server, base)
+    )
+    line = refused(result)
+    assert line.startswith(f"Error: {option}")
+    assert f"(U+{ord(char):04X})" in line and "control" in line
+    assert char not in line  # the value is not echoed
+    assert_nothing_happened(sample, base, server)
+    assert not ledger_path(base).exists()
+
+
+def test_visible_non_ascii_names_and_notes_are_still_fine(
+    sample: Path, base: dict[str, str]
+) -> None:
+    result = forward(
+        SLUG,
+        *to("friend@example.net"),
+        "--sender",
+        "Zoë Ōtani-Åberg <zoe@example.org>",
+        "--note",
+        "Ça te plaira — 川の道 🙂",
+        env=base,
+    )
+    assert result.exit_code == 0, result.output
+    (msg,) = previews(sample)
+    assert msg["From"].addresses[0].display_name == "Zoë Ōtani-Åberg via The Sample Weekly"
+    assert "Ça te plaira — 川の道 🙂" in body(msg, "plain")
 
 
 @pytest.mark.parametrize(
@@ -540,7 +604,7 @@ def test_ten_forwards_per_sender_per_day_and_dry_runs_do_not_count(
 def test_quota_counts_only_forwards_sent_in_the_last_24_hours(
     sample: Path, base: dict[str, str]
 ) -> None:
-    recorder = Recorder(refuse={"bad@example.net": "550 5.7.1 rejected by policy"})
+    recorder = Recorder(refuse={"bad@example.net": "550 5.2.1 mailbox disabled"})
     with smtp_server(recorder) as server:
         env = env_of(server, base, MAILER_FORWARD_DAILY_QUOTA="2")
         # two forwards a day ago and one refused by the server do not count

@@ -15,6 +15,7 @@ from pathlib import Path
 import idna
 import pytest
 from email_validator import EmailNotValidError, validate_email
+from typer.testing import Result
 
 from mailer import subscribers
 from mailer.errors import InputError
@@ -582,3 +583,179 @@ def test_fast_path_gives_the_same_verdicts_as_email_validator() -> None:
     assert subscribers._known_domain("Mail.Example.COM") == ("mail.example.com", 16)
     assert "xn--bcher-kva.example" in subscribers._good_domains  # learnt from email-validator
     assert "bücher.example" not in subscribers._good_domains  # non-ASCII: always validated
+
+
+# --- a column named twice -----------------------------------------------------------------------
+
+DUPLICATED = "email,name,email\nalice@example.org,Alice,mallory@evil.example\n"
+
+
+def one_error(result: Result) -> str:
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1, result.output
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["email,name,email", "Email,name, EMAIL ", "email,name,\ufeffemail", "email,name,city,City"],
+)
+def test_a_column_named_twice_is_an_error_naming_file_and_line_1(sample: Path, header: str) -> None:
+    path = sample / "lists" / "dup.csv"
+    path.write_text(f"{header}\nalice@example.org,Alice,mallory@evil.example,x\n", "utf-8")
+    before = path.read_bytes()
+    column = "city" if "city" in header else "email"
+    expected = f"Error: lists/dup.csv:1: the header row has the column '{column}' twice"
+    for argv in (
+        ["lists", "show", "dup"],
+        ["lists", "export", "dup"],
+        ["lists", "validate", "dup"],
+        ["lists", "add", "dup", "new@example.org"],
+        ["lists", "remove", "dup", "alice@example.org"],
+        ["digest", "--date", "2026-11-27", "--list", "dup"],
+        ["digest", "--date", "2026-11-27", "--list", "lists/dup.csv"],
+    ):
+        assert one_error(invoke(*argv)).startswith(expected), argv
+    assert path.read_bytes() == before
+    assert not (sample / "previews").exists()
+    # Every list is scanned by `mailer lists`: the broken one is named, the others shown.
+    overview = invoke("lists")
+    assert overview.exit_code == 2 and expected in overview.stderr
+    assert "example" in overview.stdout
+
+
+def test_an_import_file_with_a_column_named_twice_changes_nothing(sample: Path) -> None:
+    source = sample / "in.csv"
+    source.write_text(DUPLICATED, encoding="utf-8")
+    before = (sample / "lists" / "example.csv").read_bytes()
+    line = one_error(invoke("lists", "import", "example", str(source)))
+    assert line.startswith(f"Error: {source}:1: the header row has the column 'email' twice")
+    assert (sample / "lists" / "example.csv").read_bytes() == before
+    assert leftovers(sample / "lists") == []
+
+
+def test_a_header_after_blank_lines_is_named_by_its_own_line(tmp_path: Path) -> None:
+    path = tmp_path / "late.csv"
+    path.write_text("\n\n" + DUPLICATED, encoding="utf-8")
+    with pytest.raises(InputError, match=r"late\.csv:3: the header row has the column"):
+        list(read_list(path))
+
+
+def test_empty_column_names_may_repeat(tmp_path: Path) -> None:
+    # Spreadsheets export trailing empty columns; they hold nothing a reader would take.
+    path = tmp_path / "sheet.csv"
+    path.write_text("email,name,,\nalice@example.org,Alice,,\n", encoding="utf-8")
+    assert [r.email for r in read_list(path)] == ["alice@example.org"]
+
+
+# --- list names ---------------------------------------------------------------------------------
+
+BAD_NAMES = [
+    "../evil",
+    "/tmp/evil",
+    "sub/evil",
+    "..",
+    ".hidden",
+    "a b",
+    "back\\slash",
+    "tab\tname",
+    "new\nline",
+    "a" * 65,
+    "",
+    "zoë",
+]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_a_list_name_must_be_a_plain_name_for_every_command(
+    sample: Path, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = sample / "work"  # so that "../evil" would land in the sample folder
+    (work / "lists").mkdir(parents=True)
+    (work / "articles").symlink_to(sample / "articles")
+    source = work / "in.csv"
+    source.write_text("email\nnew@example.org\n", encoding="utf-8")
+    env = {"MAILER_LISTS_DIR": str(work / "lists"), "MAILER_ARTICLES_DIR": str(work / "articles")}
+    before = sorted(p.relative_to(sample) for p in sample.rglob("*"))
+    monkeypatch.chdir(work)
+    for argv in (
+        ["lists", "add", name, "x@example.com"],
+        ["lists", "import", name, str(source)],
+        ["lists", "remove", name, "x@example.com"],
+        ["lists", "show", name],
+        ["lists", "export", name],
+        ["lists", "validate", name],
+        ["digest", "--date", "2026-11-27", "--list", name],
+    ):
+        if argv[0] == "digest" and not name:
+            continue  # an empty --list means the default list
+        line = one_error(invoke(*argv, env=env))
+        assert line.startswith("Error: list name "), (argv, line)
+        assert "letters, digits" in line
+        assert "\n" not in line and "\t" not in line
+    assert sorted(p.relative_to(sample) for p in sample.rglob("*")) == before
+
+
+def test_add_with_a_path_like_name_writes_nothing_outside_lists(sample: Path) -> None:
+    result = invoke("lists", "add", "../evil", "x@example.com")
+    assert one_error(result).startswith("Error: list name '../evil': a list name is 1 to 64")
+    assert not (sample.parent / "evil").exists() and not (sample.parent / "evil.csv").exists()
+
+
+def test_plain_names_up_to_64_characters_are_fine(sample: Path) -> None:
+    for name in ("a" * 64, "Weekly_2026.v2-final", "_drafts", "7"):
+        result = invoke("lists", "add", name, "x@example.com")
+        assert result.exit_code == 0, result.output
+        assert (sample / "lists" / f"{name}.csv").is_file()
+        assert invoke("lists", "show", name).exit_code == 0
+
+
+def test_a_file_named_like_a_list_in_the_working_folder_is_not_taken_for_it(
+    sample: Path,
+) -> None:
+    (sample / "notes").write_text("not a list\n", encoding="utf-8")
+    result = invoke("lists", "add", "notes", "x@example.com")
+    assert result.exit_code == 0, result.output
+    assert (sample / "notes").read_text(encoding="utf-8") == "not a list\n"
+    assert rows(sample / "lists" / "notes.csv") == [{"email": "x@example.com", "name": ""}]
+
+
+def test_an_existing_csv_file_may_still_be_given_by_its_path(sample: Path) -> None:
+    other = sample / "elsewhere" / "Team list 2026.csv"
+    other.parent.mkdir()
+    other.write_text("email,name\nteam@example.org,Team\n", encoding="utf-8")
+    for argv in (
+        ["lists", "show", str(other)],
+        ["lists", "validate", str(other)],
+        ["lists", "export", str(other)],
+        ["lists", "add", str(other), "two@example.org"],
+        ["lists", "remove", str(other), "two@example.org"],
+        ["digest", "--date", "2026-11-27", "--list", str(other)],
+    ):
+        result = invoke(*argv)
+        assert result.exit_code == 0, (argv, result.output)
+    assert resolve_list(str(other), sample / "lists") == other
+    eml = sorted((sample / "previews" / "digest-2026-11-27").glob("*.eml"))
+    assert len(eml) == 1 and eml[0].name.endswith("team_at_example.org.eml")
+
+
+def test_a_csv_path_that_does_not_exist_is_never_created(sample: Path) -> None:
+    (sample / "in.csv").write_text("email\nx@example.com\n", encoding="utf-8")
+    for argv in (
+        ["lists", "add", "new.csv", "x@example.com"],
+        ["lists", "add", "../evil.csv", "x@example.com"],
+        ["lists", "import", str(sample / "abs" / "evil.csv"), str(sample / "in.csv")],
+    ):
+        line = one_error(invoke(*argv))
+        assert "list not found" in line and "plain list name" in line, line
+    assert not (sample / "new.csv").exists() and not (sample.parent / "evil.csv").exists()
+    assert not (sample / "abs").exists()
+
+
+def test_a_csv_path_whose_name_is_too_long_for_a_token_is_refused(sample: Path) -> None:
+    other = sample / ("n" * 65 + ".csv")
+    other.write_text("email\nx@example.org\n", encoding="utf-8")
+    line = one_error(invoke("digest", "--date", "2026-11-27", "--list", str(other)))
+    assert "at most 64 bytes" in line

@@ -20,7 +20,7 @@ from mailer.render import make_environment, render_digest
 from mailer.tokens import make_token, verify_token
 from tests.conftest import REPO
 
-SECRET = "test-secret-key"
+SECRET = "test-secret-key-for-the-message-tests"
 INJECTION = "=?UTF-8?Q?Alice=0ABcc:_x@evil.com?="
 
 
@@ -87,6 +87,8 @@ def raw_header(data: bytes, name: str) -> str:
         "Alice\u2028Bcc: x@evil.com",
         "Alice\u2029",
         "Alice\x85",
+        "Alice\x80",
+        "Alice\x9bBcc",
         INJECTION,
         "=?utf-8?q?Alice=0D=0ABcc:_x@evil.com?=",
         "=?utf-8?b?QWxpY2UKQmNjOiB4QGV2aWwuY29t?=",  # base64 of "Alice\nBcc: x@evil.com"

@@ -11,7 +11,7 @@ from mailer.cli import app
 from mailer.errors import ConfigError
 from mailer.settings import SAMPLE_SECRET_KEY, load_settings
 
-SECRET = "Xy7-very-distinctive-secret-9Qz"
+SECRET = "Xy7-very-distinctive-secret-9Qz-for-tests"
 DATE = ["digest", "--date", "2026-11-27"]
 
 
@@ -142,3 +142,43 @@ def test_list_valued_setting_is_json(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MAILER_CLUTTER_PATTERNS", r'["^Listen now$", "podcast\\b"]')
     assert load_settings().clutter_patterns == ["^Listen now$", "podcast\\b"]
+
+
+# --- the secret key ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "sh0rt-Key",
+        "x" * 31,
+        "é" * 15 + "x",  # 16 characters, 31 bytes: the length counted is UTF-8 bytes
+    ],
+)
+def test_a_secret_key_shorter_than_32_bytes_is_refused_without_echoing_it(
+    sample: Path, key: str
+) -> None:
+    for command in (DATE, ["lists"], ["unsubscribe", "--token", "x.y"]):
+        result = run(*command, env={"MAILER_SECRET_KEY": key})
+        assert result.exit_code == 2, result.output
+        (line,) = error_lines(result)
+        assert line.startswith("Error: setting MAILER_SECRET_KEY: too short: use at least 32 bytes")
+        assert key not in result.output and str(len(key)) not in line
+    with pytest.raises(ConfigError, match="MAILER_SECRET_KEY: too short") as caught:
+        load_settings(secret_key=key)
+    assert key not in caught.value.message
+    assert_nothing_written(sample)
+
+
+@pytest.mark.parametrize("key", ["x" * 32, "é" * 16, SECRET])
+def test_a_secret_key_of_32_bytes_or_more_is_accepted(key: str) -> None:
+    assert load_settings(secret_key=key).secret_key.get_secret_value() == key
+
+
+def test_the_sample_key_still_loads_but_is_refused_for_sending(sample: Path) -> None:
+    settings = load_settings()
+    assert settings.secret_key.get_secret_value() == SAMPLE_SECRET_KEY
+    assert len(SAMPLE_SECRET_KEY.encode()) < 32  # exempt from the length rule, not from this:
+    with pytest.raises(ConfigError, match="still the public sample key"):
+        settings.require_real_secret()
+    assert run(*DATE).exit_code == 0  # previews need no real key

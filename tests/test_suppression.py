@@ -227,3 +227,25 @@ def test_broken_suppression_file_stops_commands_with_one_line(sample: Path) -> N
         "Error: lists/suppressed.csv:2: reason 'oops' is not one of unsubscribed, bounced, "
         "complaint, manual\n"
     )
+
+
+def test_a_suppression_file_with_a_column_named_twice_is_an_error(sample: Path) -> None:
+    # Which "email" is suppressed would be a guess: a wrong one mails someone who left.
+    path = sample / "lists" / "suppressed.csv"
+    path.write_text("email,reason,Email\nbob@example.net,manual,carol@example.com\n", "utf-8")
+    before = path.read_bytes()
+    with pytest.raises(InputError, match=r"suppressed\.csv:1: the header row has the column"):
+        Suppression.load(path)
+    expected = f"Error: {path.relative_to(sample)}:1: the header row has the column 'email' twice"
+    for argv in (
+        ["unsubscribe", "dmitri@example.org"],
+        ["resubscribe", "bob@example.net"],
+        ["lists", "show", "example"],
+        ["digest", "--date", "2026-11-27"],
+    ):
+        result = invoke(*argv)
+        assert result.exit_code == 2, (argv, result.output)
+        errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+        assert len(errors) == 1 and errors[0].startswith(expected), (argv, result.output)
+    assert path.read_bytes() == before
+    assert not (sample / "previews").exists()

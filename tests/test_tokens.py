@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import base64
+import sys
 from pathlib import Path
 
 import pytest
 
 from mailer.errors import TokenError
 from mailer.suppression import Suppression
-from mailer.tokens import make_token, verify_token
+from mailer.tokens import (
+    MAX_ADDRESS_OCTETS,
+    MAX_LIST_NAME_OCTETS,
+    MAX_LOWERED_ADDRESS_OCTETS,
+    MAX_TOKEN_CHARS,
+    make_token,
+    verify_token,
+)
 from tests.cli import invoke
 from tests.test_lists import run_cli
 
@@ -69,6 +77,44 @@ def test_an_empty_key_signs_and_verifies_nothing() -> None:
         make_token("", "example", "a@example.com")
     with pytest.raises(TokenError, match="no secret key"):
         verify_token("", make_token(KEY, "example", "a@example.com"))
+
+
+def test_lower_casing_makes_no_text_more_than_half_as_long_again() -> None:
+    """The bound on tokens (and so on unsubscribe URLs) assumes this of the Unicode data."""
+    assert MAX_LOWERED_ADDRESS_OCTETS == MAX_ADDRESS_OCTETS * 3 // 2
+    for code in range(sys.maxunicode + 1):
+        if 0xD800 <= code <= 0xDFFF:
+            continue
+        char = chr(code)
+        assert 2 * len(char.lower().encode()) <= 3 * len(char.encode()), hex(code)
+
+
+def test_no_token_is_longer_than_max_token_chars() -> None:
+    widest = "İ" * 64 + "@" + "a" * 60 + "." + "b" * 60 + ".com"  # 254 octets, 318 lowered
+    for name, address in [
+        ("x" * MAX_LIST_NAME_OCTETS, widest),
+        ("x" * MAX_LIST_NAME_OCTETS, "a" * 64 + "@" + "b" * 185 + ".com"),
+        ("é" * (MAX_LIST_NAME_OCTETS // 2), widest),
+    ]:
+        token = make_token(KEY, name, address)
+        assert len(token) <= MAX_TOKEN_CHARS
+        assert verify_token(KEY, token) == (name, address.lower())
+
+
+@pytest.mark.parametrize(
+    ("name", "address", "message"),
+    [
+        ("x" * (MAX_LIST_NAME_OCTETS + 1), "a@example.com", "list name is at most 64 bytes"),
+        ("é" * 33, "a@example.com", "list name is at most 64 bytes"),
+        ("two\nlines", "a@example.com", "line break"),
+        ("example", "a" * 250 + "@example.com", "address is at most 254 bytes"),
+    ],
+)
+def test_make_token_refuses_what_would_make_a_longer_token(
+    name: str, address: str, message: str
+) -> None:
+    with pytest.raises(TokenError, match=message):
+        make_token(KEY, name, address)
 
 
 # --- mailer unsubscribe --token -------------------------------------------------------------
