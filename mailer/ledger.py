@@ -1286,7 +1286,8 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
                 conn.execute(f"PRAGMA user_version = {number}")
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:  # an interrupt may land before BEGIN or after COMMIT
+                    conn.execute("ROLLBACK")
                 raise
     finally:
         conn.execute("PRAGMA foreign_keys = ON")
