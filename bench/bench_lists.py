@@ -59,18 +59,6 @@ LAST = [
 CITIES = ["Northfield", "Riverside", "Hartley", "Mill Bridge", "Eastwick", "Lowmoor"]
 POPULAR = ["gmail.com", "outlook.com", "yahoo.com", "icloud.com", "gmx.de", "proton.me"]
 
-# A tiny driver for a checkout where `mailer lists` is not registered in cli.py yet.
-DRIVER = """
-import typer
-from mailer.cli_lists import register
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-@app.callback()
-def _root() -> None:
-    pass
-register(app)
-app()
-"""
-
 
 def write_list(path: Path, rows: int, seed: int = 5) -> None:
     rng = random.Random(seed)
@@ -136,10 +124,6 @@ def bench(folder: Path, rows: int) -> None:
         "MAILER_LISTS_DIR": "lists",
     }
     mailer = [sys.executable, "-m", "mailer"]
-    probe = subprocess.run([*mailer, "lists", "--help"], cwd=folder, env=env, capture_output=True)
-    if probe.returncode != 0:
-        mailer = [sys.executable, "-c", DRIVER]
-        print("note: `mailer lists` is not registered in cli.py yet; using mailer.cli_lists")
 
     seconds, rss, code, last = run([*mailer, "lists", "validate", "big"], folder, env)
     print(f"lists validate: {seconds:.1f} s, peak RSS {rss:.0f} MB, exit {code}")

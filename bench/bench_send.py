@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -54,6 +55,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -526,16 +528,12 @@ def no_ledger_main(args: argparse.Namespace) -> int:
     `mark_sending` before each message, no `record` after it.
     """
     import mailer.cli  # noqa: F401  (the CLI's module graph: equal start-up and imports)
+    from mailer.campaign import Audience, write_previews  # noqa: F401  (same imports)
+    from mailer.cli.common import exit_code
+    from mailer.cli.progress import SendDisplay, print_summary
     from mailer.delivery import Delivery
     from mailer.models import Status
-    from mailer.pipeline import (
-        DigestOptions,
-        delivery_policy,
-        estimate_rows,
-        prepare_digest,
-        smtp_config,
-    )
-    from mailer.progress import run_with_progress
+    from mailer.pipeline import DigestOptions, estimate_rows, prepare_digest
     from mailer.settings import load_settings
     from mailer.suppression import Suppression
     from mailer.transports.smtp import SMTPTransport
@@ -543,28 +541,51 @@ def no_ledger_main(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     settings = load_settings(articles_dir=Path(args.articles), concurrency=args.concurrency)
     settings.require_real_secret()
-    transport = SMTPTransport(smtp_config(settings))
+    config = settings.smtp_config()
+    if args.plain_data:
+        config = dataclasses.replace(config, fast_data=False)
+    transport = SMTPTransport(config)
     prepared = prepare_digest(
         settings, DigestOptions(issue_date=dt.date.fromisoformat(args.date), list_ref=args.list)
     )
-    suppressed = Suppression.for_lists_dir(settings.lists_dir)
-    recipients = prepared.recipients(strict=False, skip=suppressed.is_suppressed)
-    messages = (prepared.composer.compose(r, i) for i, r in enumerate(recipients, 1))
-    engine = Delivery(transport, messages, delivery_policy(settings))
+    audience = Audience(prepared.list_path, Suppression.for_lists_dir(settings.lists_dir))
+    messages = (prepared.composer.compose(r, i) for i, r in enumerate(audience.mailable(), 1))
+    engine = Delivery(transport, messages, settings.delivery_policy())
     print(f"Sending {prepared.digest.subject!r} without a ledger", flush=True)
-    report = asyncio.run(run_with_progress(engine, total=estimate_rows(prepared.list_path)))
-    sent = report.counts[Status.SENT]
+    outcome = asyncio.run(_drive(engine, estimate_rows(prepared.list_path), SendDisplay))
+    print_summary(outcome)
+    sent = outcome.results[Status.SENT]
     print(
         json.dumps(
             {
                 "sent": sent,
-                "results": sum(report.counts.values()),
-                "send_seconds": report.elapsed,
+                "results": sum(outcome.results.values()),
+                "send_seconds": outcome.elapsed,
                 "main_seconds": time.perf_counter() - started,
             }
         )
     )
-    return report.exit_code
+    return exit_code(outcome)
+
+
+async def _drive(engine: Any, total: int, display_class: Any) -> Any:
+    """The engine driven as `run_campaign` drives it, with the CLI's display."""
+    from mailer.campaign import Outcome
+    from mailer.ledger import Campaign
+
+    display = display_class()
+    outcome = Outcome(Campaign(0, "bench", "digest", "", "", total, dt.datetime.now(dt.UTC)))
+    display.start(engine, total)
+    started = time.monotonic()
+    try:
+        async for result in engine.run():
+            outcome.add(result)
+            display.result(result)
+    finally:
+        display.close()
+    outcome.elapsed = time.monotonic() - started
+    outcome.stopped = not engine.completed
+    return outcome
 
 
 # --- the benchmark ----------------------------------------------------------------------
@@ -687,6 +708,7 @@ def bench(args: argparse.Namespace) -> int:
                     *(str(Path(__file__).resolve()), "--no-ledger-child"),
                     *("--date", ISSUE_DATE.isoformat(), "--articles", str(articles)),
                     *("--list", str(list_path), "--concurrency", str(args.concurrency)),
+                    *(["--plain-data"] if args.plain_data else []),
                 ],
             )
             bare_inner = _last_json(bare.stdout)
@@ -870,6 +892,11 @@ def main() -> int:
         help="run the with/without-ledger pair this many times, interleaved (median reported)",
     )
     parser.add_argument("--profile", action="store_true", help="run every child in cProfile")
+    parser.add_argument(
+        "--plain-data",
+        action="store_true",
+        help="the no-ledger child sends bodies with aiosmtplib's public SMTP.data()",
+    )
     parser.add_argument("--profile-lines", type=int, default=30)
     # internal: the reference child, and the pipeline without the ledger
     parser.add_argument("--reference", action="store_true", help=argparse.SUPPRESS)

@@ -1,5 +1,43 @@
-"""Entry point for ``python -m mailer``."""
+"""The ``mailer`` command (and ``python -m mailer``): signals first, then everything else."""
 
-from mailer.cli import main
+from __future__ import annotations
 
-main()
+import os
+import signal
+import sys
+from types import FrameType
+
+from mailer.errors import EXIT_RESUMABLE, Interrupted
+
+_INTERRUPTED = "Interrupted: nothing was sent or written half-way; run the command again."
+
+
+def _unwind(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def main() -> None:
+    """Run the CLI. SIGTERM and SIGHUP are handled before the (slow) imports, so that a
+    signal at any moment ends the command with 75, never a traceback or a kill; once the
+    command is done, a late signal changes nothing."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _unwind)
+    try:
+        from mailer.cli import app
+
+        app()
+    except (KeyboardInterrupt, Interrupted):
+        print(_INTERRUPTED, file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        # Not sys.exit: a KeyboardInterrupt that went through the interpreter while a module
+        # was being imported leaves CPython's "unhandled interrupt" flag set, and the exit
+        # would become death by SIGINT (-2) although it was handled. Everything was unwound
+        # by now (no ledger or file is open), so there is nothing left to finalise.
+        os._exit(EXIT_RESUMABLE)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
+
+
+if __name__ == "__main__":
+    main()

@@ -7,16 +7,15 @@ the size of the list. Outcomes are data:
 - 2xx: sent.
 - 4xx, or a channel that broke before the message's data went out: retried with exponential
   backoff and jitter up to ``max_attempts``, then deferred.
-- 5xx about the recipient (a refused RCPT such as 5.1.1, a full mailbox): failed, never
-  retried; it affects no other recipient.
-- 5xx about *us* (see ``classify``): a refused MAIL FROM, X.1.7/X.1.8 (the sender's
-  address), authentication or encryption required, a message too big: the run stops at
-  once and the recipient is ``unsent``, left to send again once the cause is fixed.
-- 5.7.x policy refusals at RCPT or after the data are ambiguous (the relay refusing us, or
-  one domain refusing one message): each is recorded as deferred, so nothing is lost if the
-  run stops; ``policy_halt_after`` of them with no message accepted in between stop the
-  run, and they stay deferred. Once a later message is accepted, the relay is evidently not
-  refusing us, and the ones held so far become failed.
+- 5xx about *us* (see ``classify``): a refused MAIL FROM or DATA command, X.1.7/X.1.8 (the
+  sender's address), authentication or encryption required, a message too big: the run
+  stops at once and the recipient is ``unsent``, left to send again once fixed.
+- Any other 5xx is held as deferred until the relay shows it takes our mail: once it
+  accepts a later message (or, at the end of the run, if it accepted any in this run or
+  earlier in the campaign), the refusal was about that recipient and it becomes failed (a
+  5.1.x at RCPT is a hard bounce). ``policy_halt_after`` refusals with no message accepted
+  in between stop the run, and they stay deferred: a relay that refuses everyone fails no
+  one.
 - A channel that broke *after* the data went out (the final dot was written, no reply came):
   unknown. The server may have accepted it, so it is not retried (RFC 1047): a duplicate is
   worse than a question.
@@ -37,19 +36,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from mailer.errors import DeliveryError
-from mailer.models import Outgoing, SendResult, Status
+from mailer.models import DeliveryPolicy, Outgoing, SendResult, Status
 from mailer.transports.base import Channel, ChannelBroken, Reply, Transport
-
-
-@dataclass(frozen=True)
-class DeliveryPolicy:
-    concurrency: int = 8
-    rate: float | None = None  # messages per second across all channels
-    max_attempts: int = 4
-    retry_base_delay: float = 1.0
-    retry_max_delay: float = 300.0
-    messages_per_connection: int = 1000
-    policy_halt_after: int = 20
 
 
 class TokenBucket:
@@ -62,16 +50,19 @@ class TokenBucket:
         self._last = time.monotonic()
         self._lock = asyncio.Lock()
 
-    async def take(self) -> None:
+    async def take(self, stopped: asyncio.Event) -> bool:
+        """Wait for a token; ``False`` as soon as ``stopped`` is set instead."""
         async with self._lock:
-            while True:
+            while not stopped.is_set():
                 now = time.monotonic()
                 self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
                 self._last = now
                 if self._tokens >= 1:
                     self._tokens -= 1
-                    return
-                await asyncio.sleep((1 - self._tokens) / self.rate)
+                    return True
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopped.wait(), (1 - self._tokens) / self.rate)
+            return False
 
 
 # Called when a message is handed to a channel (the ledger queues its "sending" mark); the
@@ -89,22 +80,24 @@ class Verdict(enum.Enum):
     SENT = "sent"
     TEMPORARY = "temporary"  # 4xx or a lost connection before the data: retry
     UNKNOWN = "unknown"  # lost after the data went out: may have been delivered
-    RECIPIENT = "recipient"  # a permanent refusal of this recipient
-    POLICY = "policy"  # a 5.7.x refusal: maybe of us, maybe of this message
+    REFUSED = "refused"  # a permanent refusal, held until the relay shows it takes our mail
     REFUSED_US = "refused-us"  # a permanent refusal of the sender or the session: stop
 
 
 _SENDER_TEXT = re.compile(r"sender (address )?(rejected|verify failed|verification failed)", re.I)
-# X.1.7 / X.1.8: the sender's address; 5.7.8-5.7.14: authentication or encryption required.
+# X.1.7 / X.1.8: the sender's address; 5.3.4: too big; 5.7.8-5.7.11: authentication or
+# encryption required.
 _ABOUT_US_CODES = frozenset({"5.1.7", "5.1.8", "5.3.4", "5.7.8", "5.7.9", "5.7.10", "5.7.11"})
+_HARD_BOUNCE = re.compile(r"5\.1\.(?![78](?!\d))\d{1,3}")
 
 
 def classify(reply: Reply, *, broken: bool = False, data_sent: bool = False) -> Verdict:
-    """Sort a reply into a ``Verdict``. Only a reply about the recipient may fail it.
+    """Sort a reply into a ``Verdict``.
 
-    A reply to MAIL FROM is always about us, whatever its code; so is one naming the
-    sender's address (X.1.7, X.1.8, Postfix's "Sender address rejected", which a Postfix
-    with delayed restrictions gives at RCPT), asking for authentication or encryption, or
+    A reply to MAIL FROM or to the DATA command is always about us (the recipient was
+    accepted, or not asked about yet), whatever its code; so is one naming the sender's
+    address (X.1.7, X.1.8, Postfix's "Sender address rejected", which a Postfix with
+    delayed restrictions gives at RCPT), asking for authentication or encryption, or
     refusing the message's size.
     """
     if reply.ok:
@@ -113,18 +106,21 @@ def classify(reply: Reply, *, broken: bool = False, data_sent: bool = False) -> 
         return Verdict.UNKNOWN
     if not reply.permanent:
         return Verdict.TEMPORARY
-    enhanced = reply.enhanced
     if (
-        reply.stage == "mail"
-        or enhanced in _ABOUT_US_CODES
+        reply.stage in ("mail", "data")
+        or reply.enhanced in _ABOUT_US_CODES
         or reply.code in (530, 535, 538)
         or _SENDER_TEXT.search(reply.text)
         or (reply.stage == "message" and reply.code == 552)
     ):
         return Verdict.REFUSED_US
-    if enhanced.startswith("5.7."):
-        return Verdict.POLICY
-    return Verdict.RECIPIENT
+    return Verdict.REFUSED
+
+
+def is_hard_bounce(reply: Reply) -> bool:
+    """A refused RCPT with 5.1.x (but X.1.7/X.1.8, about the sender): no such address."""
+    hard = _HARD_BOUNCE.fullmatch(reply.enhanced) is not None
+    return reply.permanent and reply.stage == "rcpt" and hard
 
 
 # Gives the reason a recipient must not be mailed now (suppressed since the campaign
@@ -150,7 +146,10 @@ class Delivery:
         before_send: BeforeSend | None = None,
         after_send: AfterSend | None = None,
         skip: Skip | None = None,
+        relay_trusted: bool = False,
     ) -> None:
+        """``relay_trusted``: the relay accepted messages of this campaign before, so
+        refusals still held when the run ends are judged about their recipients."""
         self.transport = transport
         self.policy = policy or DeliveryPolicy()
         self._messages = iter(messages)
@@ -166,7 +165,9 @@ class Delivery:
         self._exhausted = False
         self._stopping = False
         self._fatal: BaseException | None = None
-        self._held: list[tuple[_Item, Reply]] = []  # policy refusals not yet judged
+        self._held: list[tuple[_Item, Reply]] = []  # refusals not yet judged
+        self._accepted = relay_trusted  # the relay has taken a message from us
+        self._stopped = asyncio.Event()  # set by stop(): wakes workers waiting on the rate
         self._done = False
         self._warm = False
         self._warmup = asyncio.Lock()
@@ -175,10 +176,12 @@ class Delivery:
         self.unsent = 0  # messages never attempted because the run stopped
         self.in_flight = 0  # messages handed to a channel and not yet answered
         self.abandoned = 0  # messages in flight when ``abandon`` was called
+        self.completed = False  # the run went through every message (no stop, no error)
 
     def stop(self) -> None:
         """Take no new messages; messages in flight finish and are reported."""
         self._stopping = True
+        self._stopped.set()
         for task in list(self._retries):
             task.cancel()
 
@@ -209,6 +212,7 @@ class Delivery:
             if self._fatal is not None:
                 raise self._fatal
             complete = not self._stopping
+            self.completed = complete
         finally:
             self.stop()
             for task in (feeder, supervisor, *workers):
@@ -234,10 +238,12 @@ class Delivery:
             self._maybe_done()
 
     def _maybe_done(self) -> None:
-        """When every message is resolved, tell each worker to exit. Policy refusals still
-        held then (no later message was accepted) stay deferred."""
+        """When every message is resolved, tell each worker to exit. Refusals still held
+        then are judged: failed if the relay took any of our mail (this run or before) and
+        the run was not stopped by the relay, else they stay deferred."""
         if self._exhausted and self._outstanding == len(self._held) and not self._done:
-            self._release(Status.DEFERRED)
+            trusted = self._accepted and not isinstance(self._fatal, DeliveryError)
+            self._release(Status.FAILED if trusted else Status.DEFERRED)
             self._done = True
             for _ in range(self.policy.concurrency):
                 self._queue.put_nowait(None)
@@ -258,9 +264,16 @@ class Delivery:
                     sent_on_channel = 0
                     if channel is None:
                         continue
-                if self._bucket is not None:
-                    await self._bucket.take()
-                if self._skip is not None and (reason := self._skip(item.message)):
+                if self._bucket is not None and not await self._bucket.take(self._stopped):
+                    self._resolve_unsent()  # stopped while waiting for the rate
+                    continue
+                try:
+                    reason = self._skip(item.message) if self._skip is not None else None
+                except Exception as exc:  # e.g. the suppression file became unreadable
+                    self._abort(exc)
+                    self._resolve_unsent()
+                    continue
+                if reason:
                     self._emit(item, Status.SKIPPED, Reply(0, reason))
                     continue
                 item.attempts += 1
@@ -333,12 +346,11 @@ class Delivery:
     def _settle(self, item: _Item, reply: Reply, *, broken: bool, data_sent: bool) -> None:
         verdict = classify(reply, broken=broken, data_sent=data_sent)
         if verdict is Verdict.SENT:
+            self._accepted = True
             self._release(Status.FAILED)  # the relay takes our mail: those were about them
             self._emit(item, Status.SENT, reply)
         elif verdict is Verdict.UNKNOWN:
             self._emit(item, Status.UNKNOWN, reply)
-        elif verdict is Verdict.RECIPIENT:
-            self._emit(item, Status.FAILED, reply)
         elif verdict is Verdict.REFUSED_US:
             self._emit(item, Status.UNSENT, reply)
             self._abort(
@@ -348,17 +360,18 @@ class Delivery:
                     "the relay's settings, then run the same command again",
                 )
             )
-        elif verdict is Verdict.POLICY:
+        elif verdict is Verdict.REFUSED:
             if self._after_send is not None:  # retryable until judged
                 self._after_send(self._result(item, Status.DEFERRED, reply))
             self._held.append((item, reply))
             if len(self._held) >= self.policy.policy_halt_after and not self._stopping:
                 self._abort(
                     DeliveryError(
-                        f"the relay is refusing us: {len(self._held)} policy rejections "
-                        f"with no message accepted in between (last: {reply})",
-                        hint="they stay deferred and are sent again on a resume; check the "
-                        "sending account, SPF/DKIM and the provider's dashboard first",
+                        f"the relay is refusing us: {len(self._held)} refusals with no "
+                        f"message accepted in between (last: {reply})",
+                        hint="nobody was failed or suppressed: they stay deferred and are "
+                        "sent again on a resume; check the sending account, SPF/DKIM and "
+                        "the provider's dashboard first",
                     )
                 )
             self._maybe_done()
@@ -407,6 +420,7 @@ class Delivery:
             code=reply.code or None,
             reply=reply.text,
             attempts=item.attempts,
+            hard_bounce=status is Status.FAILED and is_hard_bounce(reply),
         )
 
     def _emit(self, item: _Item, status: Status, reply: Reply) -> None:

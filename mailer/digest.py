@@ -5,30 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 
+from mailer.headers import human_date
 from mailer.models import Article, Digest
-
-_MONTHS = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-]
-
-
-def human_date(day: dt.date) -> str:
-    """``November 29, 2026`` regardless of the machine's locale."""
-    return f"{_MONTHS[day.month - 1]} {day.day}, {day.year}"
 
 
 def default_subject(newsletter: str, issue_date: dt.date) -> str:
+    """``The Weekly: week of November 27, 2026``."""
     return f"{newsletter}: week of {human_date(issue_date)}"
 
 
@@ -50,18 +32,12 @@ def select_articles(
 ) -> list[Article]:
     """The articles of the ``days`` days ending with ``issue_date`` in ``zone``, newest first.
 
-    An article with a time is in when its instant is at or after the start of the first day
-    (midnight in ``zone``), before the end of ``issue_date`` there, and not after ``now``.
-    An article with a date alone (``date_only``) is in when that date is one of those days,
-    and not after ``now``'s day in ``zone``. ``now=None`` cuts nothing beyond the end of
-    ``issue_date``; callers pass the clock, so that this stays pure.
-
-    Newest instant first. A date alone counts as the first instant of its day in ``zone``,
-    the only instant of that day sure not to be in the future, so it follows the articles
-    with a time on the same day. Equal instants: an article with a time first, then by
-    source path, then by slug (never by title, which says nothing about time).
-
-    Days reaching past 0001-01-01 or 9999-12-31 are clamped there, never an overflow.
+    An article with a time is in when its instant falls in those days (midnight to midnight
+    in ``zone``); one with a date alone (``date_only``) when that date is one of them.
+    Neither may be after ``now`` (callers pass the clock, so that this stays pure; ``None``
+    cuts nothing). A date alone counts as its day's first instant in ``zone``, the only one
+    sure not to be in the future; ties go to articles with a time, then by path and slug.
+    Days past 0001-01-01 or 9999-12-31 are clamped there.
     """
     if now is not None:
         if now.utcoffset() is None:

@@ -11,7 +11,6 @@ import datetime as dt
 import html
 import os
 import re
-import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,13 +19,13 @@ import jinja2
 from markupsafe import Markup
 
 from mailer.articles import ARTICLE_SUFFIXES, compile_clutter, load_article, load_articles
-from mailer.errors import GuardError, HeaderError, InputError
+from mailer.errors import GuardError, InputError
+from mailer.headers import address_key, check_visible, normalise_email
 from mailer.ledger import Campaign, Ledger, State
-from mailer.messages import Composer, Envelope, check_header_value
+from mailer.messages import Composer, Envelope
 from mailer.models import Article, Recipient, Rendered
 from mailer.render import personal_fields, render_template_pair
 from mailer.settings import Settings
-from mailer.subscribers import address_key, normalise_email
 
 KIND = "forward"
 MAX_FRIENDS = 5
@@ -38,11 +37,6 @@ QUOTA_WINDOW = dt.timedelta(hours=24)
 # learns neither that someone unsubscribed nor what someone else sent them.
 CANNOT_FORWARD = "cannot forward this article to {friend}"
 
-# check_header_value refuses C0 and C1 controls, DEL and U+2028/U+2029. Refused here too:
-# every format character (Unicode category Cf): zero-width spaces and joiners, soft hyphens,
-# byte-order marks, and the bidirectional marks, overrides and isolates that make text read
-# other than it is; and lone surrogates (Cs), left by undecodable bytes in an argument.
-_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs"})
 # "Name <address>" (the name optionally in plain double quotes) or a bare address.
 _NAMED_RE = re.compile(r'(?:"(?P<quoted>[^"\\]*)"|(?P<plain>[^<>"\\]*?))\s*<(?P<address>[^<>\s]+)>')
 # Characters that make a display name parse as something else (another address, a comment,
@@ -92,22 +86,9 @@ class Forward:
 # --- input guards (no file, no ledger) ---------------------------------------------------
 
 
-def _no_controls(field: str, value: str) -> str:
-    check_header_value(field, value)  # also what an RFC 2047 encoded word decodes to
-    for char in value:
-        if char.isascii() and char.isprintable():
-            continue
-        if unicodedata.category(char) in _INVISIBLE_CATEGORIES:
-            raise HeaderError(
-                f"{field}: contains an invisible control or formatting character "
-                f"(U+{ord(char):04X})"
-            )
-    return value
-
-
 def check_address(value: str, *, field: str) -> str:
     """Refuse controls (also encoded), then email-validator's verdict and normalised form."""
-    _no_controls(field, value)
+    check_visible(field, value)
     try:
         return normalise_email(value)
     except ValueError as exc:
@@ -115,7 +96,7 @@ def check_address(value: str, *, field: str) -> str:
 
 
 def check_name(name: str, *, field: str = "--sender") -> str:
-    _no_controls(f"{field} name", name)
+    check_visible(f"{field} name", name)
     name = " ".join(name.split())
     if len(name) > MAX_NAME_CHARS:
         raise GuardError(f"{field}: the name is longer than {MAX_NAME_CHARS} characters")
@@ -132,7 +113,7 @@ def check_name(name: str, *, field: str = "--sender") -> str:
 def parse_sender(value: str) -> Sender:
     """``Name <address>`` or a bare address, and nothing else: one address, no comments,
     no groups, no second pair of brackets."""
-    _no_controls("--sender", value)
+    check_visible("--sender", value)
     text = value.strip()
     if "<" not in text and ">" not in text:
         return Sender("", check_address(text, field="--sender"))
@@ -151,7 +132,7 @@ def check_note(note: str | None) -> str:
     """Plain text on one line, at most ``MAX_NOTE_CHARS`` characters."""
     if not note:
         return ""
-    _no_controls("--note", note)
+    check_visible("--note", note)
     if len(note) > MAX_NOTE_CHARS:
         raise GuardError(
             f"--note: {len(note)} characters; a note may have at most {MAX_NOTE_CHARS}"

@@ -48,7 +48,6 @@ import enum
 import fcntl
 import json
 import os
-import re
 import select
 import sqlite3
 import subprocess
@@ -62,7 +61,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
-from mailer.errors import EXIT_FATAL, MailerError
+from mailer.errors import EmptyAudience, LedgerBusy, LedgerError
 from mailer.ledger_writer import MARK, RECORD
 from mailer.ledger_writer import stamp as _stamp
 from mailer.models import Recipient, SendResult, Status
@@ -71,20 +70,6 @@ _T = TypeVar("_T")
 
 APPLICATION_ID: Final = 0x6D6C6472  # "mldr": tells a mailer ledger from any SQLite file
 PAGE_SIZE: Final = 1000  # rows per read when streaming a campaign
-
-
-class LedgerError(MailerError):
-    """The ledger cannot be opened, read or written."""
-
-    exit_code = EXIT_FATAL
-
-
-class EmptyAudience(MailerError):
-    """A campaign would start with nobody to send to; nothing was frozen."""
-
-
-class LedgerBusy(LedgerError):
-    """Another process holds the ledger for writing (a send is running)."""
 
 
 class State(enum.StrEnum):
@@ -110,9 +95,6 @@ _FROM_STATUS: Final = {
     Status.SKIPPED: State.SKIPPED,
     Status.UNSENT: State.PENDING,
 }
-# 5.1.x is about the destination address, except X.1.7 and X.1.8, which are about the
-# *sender's* address (RFC 3463): those are never a recipient's bounce.
-_HARD_BOUNCE_RE: Final = re.compile(r"\s*5\.1\.(?![78](?!\d))\d{1,3}(?!\S)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,11 +257,6 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def is_hard_bounce(code: int | None, reply: str) -> bool:
-    """A permanent failure whose enhanced status code is 5.1.x (bad destination address)."""
-    return code is not None and 500 <= code < 600 and _HARD_BOUNCE_RE.match(reply) is not None
-
-
 # --- the writer process ----------------------------------------------------------------------
 
 WRITER_SCRIPT: Final = Path(__file__).with_name("ledger_writer.py")
@@ -375,6 +352,12 @@ class _Writer:
             self._marks += 1
         if len(self._ops) >= MAX_BATCH or (op[0] == MARK and self._acked == self._seq):
             self._send_batch()  # a big batch, or a mark while the writer is idle: now
+        elif self._acked == self._seq and not self._scheduled and self._loop is not None:
+            # An outcome while the writer is idle (the send is quiet, or waiting for a slow
+            # relay): commit it at the end of this loop iteration rather than whenever the
+            # next mark comes, so that a crash meanwhile cannot turn it into 'unknown'.
+            self._scheduled = True
+            self._loop.call_soon(self._send_batch)
         return durable
 
     def need(self, seq: int) -> None:
@@ -861,6 +844,22 @@ class Ledger:
             ).fetchone()
             if sendable == 0:
                 raise EmptyAudience(f"campaign {name!r} has nobody to send to", hint=None)
+            if fingerprint:
+                # Nobody gets the same issue twice, whatever the campaign is called: a row
+                # whose address was sent this very issue by another campaign (another list
+                # name, a renamed file, --campaign) is frozen as skipped.
+                conn.execute(
+                    "UPDATE deliveries SET state = 'skipped', last_reply = "
+                    "'already sent this issue by campaign ' || ("
+                    "  SELECT c.name FROM deliveries d JOIN campaigns c ON c.id = d.campaign_id"
+                    "  WHERE d.email = deliveries.email AND c.fingerprint = :fp AND c.id <> :cid"
+                    "  AND d.state IN ('sent', 'sending', 'unknown') LIMIT 1) "
+                    "WHERE id BETWEEN :first AND :last AND state = 'pending' AND email IN ("
+                    "  SELECT d.email FROM deliveries d JOIN campaigns c ON c.id = d.campaign_id"
+                    "  WHERE c.fingerprint = :fp AND c.id <> :cid"
+                    "  AND d.state IN ('sent', 'sending', 'unknown'))",
+                    {"fp": fingerprint, "cid": campaign_id, "first": first, "last": last},
+                )
             conn.execute(
                 "UPDATE campaigns SET frozen_count = ?, first_row = ?, last_row = ? WHERE id = ?",
                 (count, first, last, campaign_id),
@@ -951,7 +950,7 @@ class Ledger:
         X.1.7 and X.1.8, about the sender) marks the row as a hard bounce.
         """
         state = _FROM_STATUS[result.status]
-        hard = state is State.FAILED and is_hard_bounce(result.code, result.reply)
+        hard = state is State.FAILED and result.hard_bounce
         op = [
             RECORD,
             campaign.id,
@@ -1074,14 +1073,16 @@ class Ledger:
         return counts
 
     def to_send(self, campaign: Campaign, *, resend_unknown: bool = False) -> Iterator[Recipient]:
-        """Stream, in list order, the recipients still to send: ``pending`` and ``deferred``
-        rows, and ``unknown`` ones with ``resend_unknown``. ``sent`` and ``failed`` are skipped.
+        """Stream the recipients still to send: ``pending`` rows in list order, then the
+        retries (``deferred``, and ``unknown`` with ``resend_unknown``), so that rows a relay
+        keeps refusing never stand before the rest. Final states are never sent again.
         """
-        states = [State.PENDING, State.DEFERRED] + ([State.UNKNOWN] if resend_unknown else [])
+        retries = [State.DEFERRED] + ([State.UNKNOWN] if resend_unknown else [])
         columns = "address, name, fields, line"
-        for _id, address, name, fields, line in self._pages(columns, campaign, states):
-            values = json.loads(fields) if fields != "{}" else {}
-            yield Recipient(email=address, name=name, fields=values, line=line)
+        for states in ([State.PENDING], retries):  # retries last: they cannot starve the rest
+            for _id, address, name, fields, line in self._pages(columns, campaign, states):
+                values = json.loads(fields) if fields != "{}" else {}
+                yield Recipient(email=address, name=name, fields=values, line=line)
 
     def addresses(self, campaign: Campaign, state: State | str) -> Iterator[str]:
         """Stream, in list order, the addresses whose row is in ``state``."""
@@ -1126,6 +1127,16 @@ class Ledger:
             "AND state = 'failed' AND hard_bounce = 1 ORDER BY id"
         )
         return [_row(row) for row in self._read(sql, self._rows_of(campaign))]
+
+    def delivered_since(self, since: dt.datetime) -> bool:
+        """Whether any campaign started at or after ``since`` (aware) had a message accepted:
+        evidence that the relay takes our mail."""
+        sql = (
+            "SELECT 1 FROM campaigns c WHERE c.created_at >= ? AND EXISTS ("
+            "SELECT 1 FROM deliveries d NOT INDEXED WHERE d.id BETWEEN c.first_row AND c.last_row "
+            "AND d.state = 'sent') LIMIT 1"
+        )
+        return bool(self._read(sql, (_stamp(since),)))
 
     def forward_count_since(self, sender: str, since: dt.datetime) -> int:
         """Forwards by ``sender`` actually sent (row ``sent``) at or after ``since`` (aware)."""

@@ -1,10 +1,8 @@
 """Pure: a Rendered issue plus one Recipient → one RFC 5322 message, built by splicing.
 
-Everything that is the same for every recipient (headers, MIME structure, the
-quoted-printable encoding of the rendered documents) is encoded once, when the
-``Composer`` is built. Per recipient only the personal values are encoded and joined, so a
-message costs tens of microseconds instead of a render, an inlining pass and an
-``EmailMessage`` build.
+What is the same for every recipient (headers, MIME structure, the quoted-printable
+rendered documents) is encoded once per issue; per recipient only the personal values are
+encoded and joined in.
 """
 
 from __future__ import annotations
@@ -16,51 +14,29 @@ import hashlib
 import html
 import re
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from email.header import Header, decode_header
-from urllib.parse import parse_qsl, quote, urlsplit
-
-import idna
+from email.header import Header
 
 from mailer.errors import HeaderError
+from mailer.headers import (
+    ENCODED_WORD_RE,
+    MAX_LINE,
+    ascii_domain,
+    ascii_domain_address,
+    check_header_value,
+    check_list_id,
+    list_unsubscribe,
+    mailto_uri,
+    unsubscribe_prefix,
+    unsubscribe_url_problem,
+)
 from mailer.models import Outgoing, Recipient, Rendered, Spliced
 
-MAX_LINE = 998
 # "To: " + quoted name + " <" + a 254-octet address + ">" stays under MAX_LINE.
 _MAX_PLAIN_PHRASE = 700
-# C0 and C1 controls, DEL, and the Unicode line and paragraph separators.
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_ENCODED_WORD_RE = re.compile(r"=\?[^?\s]+\?[QqBb]\?[^?\s]*\?=")
 _ATOM_SAFE_RE = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~ ]*")
 _QP_SOFT = b"=\r\n"
-# RFC 2919: list-id = list-label "." list-id-namespace, both dot-atom-text (RFC 5322 atext).
-_ATEXT = r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+"
-_LIST_ID_RE = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})+")
-MAX_LIST_ID = 255
-# Characters RFC 6068 lets stand in the address of a mailto URI besides unreserved ones.
-_MAILTO_SAFE = "!$'()*+,;:"
-
-
-def check_header_value(field: str, value: str) -> str:
-    """Refuse CR, LF, NUL and other controls, also when hidden in an RFC 2047 encoded word.
-
-    This Python predates the fix for CVE-2024-6923 (newlines in headers), so every value
-    that reaches a header is checked here first.
-    """
-    if _CONTROL_RE.search(value):
-        raise HeaderError(f"{field}: contains a line break or control character")
-    for word in _ENCODED_WORD_RE.findall(value):
-        try:
-            decoded = "".join(
-                part.decode(charset or "ascii", "replace") if isinstance(part, bytes) else part
-                for part, charset in decode_header(word)
-            )
-        except (LookupError, ValueError, binascii.Error):
-            raise HeaderError(f"{field}: contains a malformed encoded word") from None
-        if _CONTROL_RE.search(decoded):
-            raise HeaderError(f"{field}: an encoded word hides a line break or control character")
-    return value
 
 
 def encode_phrase(text: str) -> str:
@@ -69,7 +45,7 @@ def encode_phrase(text: str) -> str:
     A very long ASCII name becomes encoded words too: a quoted string cannot be folded, and
     no header line may exceed 998 octets.
     """
-    if text.isascii() and not _ENCODED_WORD_RE.search(text):
+    if text.isascii() and not ENCODED_WORD_RE.search(text):
         if _ATOM_SAFE_RE.fullmatch(text) and not text.startswith(" "):
             plain = text
         else:
@@ -86,111 +62,11 @@ def format_address(name: str, address: str, *, field: str = "address") -> str:
     return f"{encode_phrase(name)} <{address}>" if name else address
 
 
-def ascii_domain_address(address: str) -> str:
-    """``news@bücher.example`` → ``news@xn--bcher-kva.example``: an internationalised domain
-    in its ASCII (IDNA) form, so headers stay ASCII whenever the local part is."""
-    local, at, domain = address.rpartition("@")
-    return f"{local}{at}{ascii_domain(domain)}"
-
-
-def ascii_domain(domain: str) -> str:
-    """IDNA 2008 with UTS 46 mapping, as email-validator uses: Python's own ``idna`` codec is
-    IDNA 2003, which would turn ``straße.example`` into another domain, ``strasse.example``."""
-    if domain.isascii():
-        return domain
-    try:
-        return idna.encode(domain, uts46=True).decode("ascii")
-    except (idna.IDNAError, UnicodeError):
-        return domain
-
-
-def list_id_problem(value: str) -> str | None:
-    """Why ``value`` (in its ASCII form) is not an RFC 2919 list-id, or ``None``."""
-    if not _LIST_ID_RE.fullmatch(value):
-        return (
-            "must be an RFC 2919 list id such as weekly.example.com: letters, digits and "
-            "!#$%&'*+-/=?^_`{|}~ in at least two parts joined by single dots (no <>, spaces, "
-            "or dots at either end)"
-        )
-    if len(value) > MAX_LIST_ID:
-        return f"must be at most {MAX_LIST_ID} characters long"
-    return None
-
-
-def check_list_id(value: str) -> str:
-    """The ASCII (IDNA) form of an RFC 2919 list-id; ``HeaderError`` if it is not one."""
-    ascii_id = ascii_domain(value)
-    problem = list_id_problem(ascii_id)
-    if problem is not None:
-        raise HeaderError(f"List-Id: {problem}")
-    return ascii_id
-
-
-def unsubscribe_prefix(url: str) -> str:
-    """``url`` ready for the token to be appended as its ``token`` query parameter."""
-    if "?" not in url:
-        return url + "?token="
-    return url + ("token=" if url.endswith(("?", "&")) else "&token=")
-
-
-def mailto_uri(address: str) -> str:
-    """``mailto:`` plus the address, percent-encoded as RFC 6068 asks, its domain in ASCII."""
-    local, _, domain = address.rpartition("@")
-    return f"mailto:{quote(local, safe=_MAILTO_SAFE)}@{ascii_domain(domain)}"
-
-
-def list_unsubscribe(prefix: str, token: str, mailto: str | None) -> str:
-    """The List-Unsubscribe field (RFC 2369, 8058), each target on its own line: no line of
-    it is longer than its longest target, which settings keep under 998 octets."""
-    targets = [f"<{prefix}{token}>"]
-    if mailto:
-        targets.append(f"<{mailto}?subject=unsubscribe%20{token}>")
-    return "List-Unsubscribe: " + ",\r\n ".join(targets)
-
-
-def unsubscribe_url_problem(url: str, *, token_chars: int) -> str | None:
-    """Why ``url`` cannot be the base of unsubscribe links carrying a ``token_chars`` token."""
-    if "#" in url:
-        return (
-            "must not have a #fragment: the token would be appended to the fragment, "
-            "which browsers never send"
-        )
-    if not url.isascii():
-        return (
-            "must be ASCII (percent-encode other characters, and give the domain in its "
-            "xn-- form): it goes into the List-Unsubscribe header"
-        )
-    if any(key == "token" for key, _ in parse_qsl(urlsplit(url).query, keep_blank_values=True)):
-        return "must not have a token= parameter already: ?token=<token> is appended to it"
-    prefix = unsubscribe_prefix(url)
-    first = list_unsubscribe(prefix, "x" * token_chars, "mailto:x").split("\r\n")[0]
-    if len(first) > MAX_LINE:
-        limit = len(url) - (len(first) - MAX_LINE)
-        return (
-            f"is {len(url)} characters long; with the longest unsubscribe token appended it "
-            f"would not fit in one header line (998 octets), so it may have at most {limit} "
-            "characters"
-        )
-    return None
-
-
-def unsubscribe_mailto_problem(address: str, *, token_chars: int) -> str | None:
-    """Why ``address`` cannot be the mailto target of List-Unsubscribe, or ``None``."""
-    target = mailto_uri(address)
-    line = list_unsubscribe("", "x" * token_chars, target).split("\r\n")[1]
-    if len(line.encode()) > MAX_LINE:
-        return (
-            "is too long for the List-Unsubscribe header: with the longest unsubscribe token "
-            "its mailto line would be longer than 998 octets"
-        )
-    return None
-
-
 def encode_header(name: str, value: str) -> str:
     """``Name: value`` folded below 78 characters where possible; RFC 2047 when non-ASCII, or
     when an ASCII value has a word too long to fold under 998 octets."""
     check_header_value(name, value)
-    if value.isascii() and not _ENCODED_WORD_RE.search(value):
+    if value.isascii() and not ENCODED_WORD_RE.search(value):
         encoded = Header(value, "us-ascii", header_name=name).encode(linesep="\r\n")
         if max(len(line) for line in encoded.split("\r\n")) + len(name) + 2 <= MAX_LINE:
             return f"{name}: {encoded}"
@@ -232,7 +108,6 @@ class Envelope:
     unsubscribe_url: str
     reply_to: str | None = None
     unsubscribe_mailto: str | None = None
-    extra_headers: tuple[tuple[str, str], ...] = ()
 
 
 class Composer:
@@ -284,8 +159,6 @@ class Composer:
             headers.append("Reply-To: " + format_address("", envelope.reply_to, field="Reply-To"))
         if unsubscribe_token is not None:
             headers.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click")
-        for name, value in envelope.extra_headers:
-            headers.append(encode_header(name, value))
         # UTF-8, not ASCII: an address with a non-ASCII local part (SMTPUTF8) stays as it is.
         self._static_head = ("\r\n".join(headers) + "\r\n").encode("utf-8")
         part = (
@@ -366,8 +239,3 @@ def _fill(
             value = escape(value)
         out.append(_qp_chunk(value))
         out.append(literals[i + 1])
-
-
-def long_lines(data: bytes, limit: int = MAX_LINE) -> Sequence[int]:
-    """Line numbers (1-based) longer than ``limit`` octets, excluding the CRLF."""
-    return [n for n, line in enumerate(data.split(b"\r\n"), 1) if len(line) > limit]

@@ -56,7 +56,9 @@ class Recipient:
 
 
 class Status(enum.StrEnum):
-    """The outcome of one recipient."""
+    """What one run did for one recipient. (The ledger's ``State`` is where a recipient's
+    row stands across runs: it adds ``pending`` and ``sending``, and maps ``unsent`` back
+    to ``pending``.)"""
 
     SENT = "sent"
     DEFERRED = "deferred"
@@ -88,6 +90,7 @@ class SendResult:
     code: int | None = None
     reply: str = ""
     attempts: int = 1
+    hard_bounce: bool = False  # failed with 5.1.x at RCPT: the address does not exist
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,3 +119,37 @@ class Rendered:
     subject: str
     html: Spliced
     text: Spliced
+
+
+@dataclass(frozen=True)
+class SMTPConfig:
+    """How to reach the relay; ``password`` is only ever passed to AUTH, never shown."""
+
+    host: str
+    port: int
+    security: str = "starttls"  # starttls | tls | none
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    ca_file: Path | None = None
+    timeout: float = 30.0
+    helo_name: str | None = None
+    allow_plaintext: bool = False  # "none" security on a host that is not loopback
+    loopback: bool = False
+    fast_data: bool = True  # write the message body directly (see transports.smtp)
+
+    @property
+    def where(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    """How the delivery engine sends: connections, rate, retries, when to halt."""
+
+    concurrency: int = 8
+    rate: float | None = None  # messages per second across all connections
+    max_attempts: int = 4
+    retry_base_delay: float = 1.0
+    retry_max_delay: float = 300.0
+    messages_per_connection: int = 1000
+    policy_halt_after: int = 20

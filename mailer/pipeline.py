@@ -4,28 +4,20 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from mailer.articles import SkipHandler, load_articles
-from mailer.delivery import DeliveryPolicy
+from mailer.csvfile import read_header
 from mailer.digest import build_digest, window_start
 from mailer.errors import InputError
 from mailer.messages import Composer, Envelope
-from mailer.models import Digest, Recipient, Rendered
+from mailer.models import Digest, Rendered
 from mailer.render import make_environment, render_digest
 from mailer.settings import Settings
-from mailer.subscribers import (
-    RowProblem,
-    list_name,
-    read_header,
-    read_list,
-    resolve_list,
-    template_fields,
-)
+from mailer.subscribers import list_name, resolve_list, template_fields
 from mailer.tokens import make_token
-from mailer.transports.smtp import SMTPConfig
 
 
 @dataclass(frozen=True)
@@ -35,7 +27,6 @@ class DigestOptions:
     max_articles: int | None = None
     subject: str | None = None
     list_ref: str | None = None
-    strict: bool = False
     campaign: str | None = None
 
 
@@ -51,18 +42,6 @@ class PreparedIssue:
     fields: tuple[str, ...]  # the list's extra columns the templates may use
     cutoff: dt.datetime  # the instant the articles were chosen at
     fingerprint: str  # what every recipient's copy is made of, for resumes to compare
-
-    def recipients(
-        self,
-        *,
-        strict: bool,
-        on_problem: Callable[[RowProblem], None] | None = None,
-        skip: Callable[[str], bool] | None = None,
-        on_skip: Callable[[Recipient], None] | None = None,
-    ) -> Iterator[Recipient]:
-        return read_list(
-            self.list_path, strict=strict, on_problem=on_problem, skip=skip, on_skip=on_skip
-        )
 
 
 def newsletter_context(settings: Settings) -> dict[str, object]:
@@ -105,7 +84,10 @@ def prepare_digest(
     sends the issue it started). ``on_skip`` hears of article files that are not read (a
     symlink leading out of the articles folder, a pipe).
     """
-    list_path = resolve_list(options.list_ref or settings.default_list, settings.lists_dir)
+    list_path = resolve_list(
+        options.list_ref if options.list_ref is not None else settings.default_list,
+        settings.lists_dir,
+    )
     columns = tuple(template_fields(read_header(list_path)) if fields is None else fields)
     moment = cutoff if cutoff is not None else dt.datetime.now(dt.UTC)
     zone = settings.zone
@@ -183,33 +165,6 @@ def fingerprint(rendered: Rendered, mail: Envelope, name_fallback: str) -> str:
         data = part.encode("utf-8", "surrogatepass")
         digest.update(len(data).to_bytes(8, "big") + data)
     return digest.hexdigest()[:32]
-
-
-def smtp_config(settings: Settings) -> SMTPConfig:
-    password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
-    return SMTPConfig(
-        host=settings.smtp_host,
-        port=settings.smtp_port,
-        security=settings.smtp_security,
-        username=settings.smtp_username,
-        password=password,
-        ca_file=settings.smtp_ca_file,
-        timeout=settings.smtp_timeout,
-        helo_name=settings.smtp_helo_name,
-        allow_plaintext=settings.smtp_insecure_allow_plaintext,
-        loopback=settings.smtp_is_loopback(),
-    )
-
-
-def delivery_policy(settings: Settings) -> DeliveryPolicy:
-    return DeliveryPolicy(
-        concurrency=settings.concurrency,
-        rate=settings.rate,
-        max_attempts=settings.max_attempts,
-        retry_base_delay=settings.retry_base_delay,
-        messages_per_connection=settings.messages_per_connection,
-        policy_halt_after=settings.policy_halt_after,
-    )
 
 
 def estimate_rows(path: Path) -> int:

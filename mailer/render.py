@@ -14,8 +14,8 @@ from typing import Any
 import jinja2
 from premailer import Premailer
 
-from mailer.digest import human_date
 from mailer.errors import TemplateError
+from mailer.headers import human_date
 from mailer.models import Digest, Rendered, Spliced
 
 _MARKER = "mAILER"

@@ -16,13 +16,17 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from mailer.errors import ConfigError
-from mailer.messages import (
+from mailer.headers import (
+    CONTROL_RE,
     MAX_LIST_ID,
     ascii_domain,
+    is_web_url,
     list_id_problem,
+    slugify,
     unsubscribe_mailto_problem,
     unsubscribe_url_problem,
 )
+from mailer.models import DeliveryPolicy, SMTPConfig
 from mailer.subscribers import LIST_NAME_RULE, is_list_name
 from mailer.tokens import MAX_TOKEN_CHARS
 
@@ -33,7 +37,6 @@ SAMPLE_FROM = "newsletter@example.com"
 # HMAC-SHA256 takes keys of any length, but a key shorter than its 32-byte output is easier
 # to guess than the MAC it makes.
 MIN_SECRET_KEY_BYTES = 32
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 _SECURITY = Literal["starttls", "tls", "none"]
 _MAX_SLUG = 63  # of the newsletter name in the default list id: one DNS label's worth
@@ -85,7 +88,7 @@ class Settings(BaseSettings):
 
     ledger: Path = Path(".mailer/ledger.sqlite3")
     concurrency: int = Field(8, ge=1, le=256)
-    rate: float | None = Field(None, gt=0)
+    rate: float | None = Field(None, ge=0.001)  # below, a run would wait for ever
     max_attempts: int = Field(4, ge=1, le=50)
     retry_base_delay: float = Field(1.0, ge=0)
     messages_per_connection: int = Field(1000, ge=1)
@@ -124,7 +127,7 @@ class Settings(BaseSettings):
     def _https(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        if not re.fullmatch(r"https://[^\s<>\"'\x00-\x1f\x7f-\x9f]+", value):
+        if not is_web_url(value, https=True):
             raise ValueError("must be an https:// URL without spaces or quotes")
         if not urlsplit(value).hostname:
             raise ValueError("must be an https:// URL with a host name")
@@ -145,7 +148,7 @@ class Settings(BaseSettings):
     def _http(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        if not re.fullmatch(r"https?://[^\s<>\"'\x00-\x1f\x7f]+", value):
+        if not is_web_url(value):
             raise ValueError("must be an http(s):// URL")
         return value
 
@@ -183,7 +186,7 @@ class Settings(BaseSettings):
     @field_validator("newsletter_name", "name_fallback", "smtp_host", "smtp_helo_name")
     @classmethod
     def _no_controls(cls, value: str | None) -> str | None:
-        if value is not None and _CONTROL_RE.search(value):
+        if value is not None and CONTROL_RE.search(value):
             raise ValueError("must not contain control characters or line breaks")
         return value
 
@@ -225,7 +228,7 @@ class Settings(BaseSettings):
             return self.list_id
         namespace = ascii_domain(self.from_domain)
         room = min(_MAX_SLUG, MAX_LIST_ID - 1 - len(namespace))
-        slug = re.sub(r"[^a-z0-9]+", "-", self.newsletter_name.lower()).strip("-") or "list"
+        slug = slugify(self.newsletter_name, "list")
         return f"{slug[:room].rstrip('-')}.{namespace}"
 
     @property
@@ -237,6 +240,32 @@ class Settings(BaseSettings):
         """The date in the newsletter's zone at ``now`` (aware; default: the clock)."""
         moment = now if now is not None else dt.datetime.now(dt.UTC)
         return moment.astimezone(self.zone).date()
+
+    def smtp_config(self) -> SMTPConfig:
+        """The relay to send through (the password leaves the secret wrapper only here)."""
+        password = self.smtp_password.get_secret_value() if self.smtp_password else None
+        return SMTPConfig(
+            host=self.smtp_host,
+            port=self.smtp_port,
+            security=self.smtp_security,
+            username=self.smtp_username,
+            password=password,
+            ca_file=self.smtp_ca_file,
+            timeout=self.smtp_timeout,
+            helo_name=self.smtp_helo_name,
+            allow_plaintext=self.smtp_insecure_allow_plaintext,
+            loopback=self.smtp_is_loopback(),
+        )
+
+    def delivery_policy(self) -> DeliveryPolicy:
+        return DeliveryPolicy(
+            concurrency=self.concurrency,
+            rate=self.rate,
+            max_attempts=self.max_attempts,
+            retry_base_delay=self.retry_base_delay,
+            messages_per_connection=self.messages_per_connection,
+            policy_halt_after=self.policy_halt_after,
+        )
 
     def smtp_is_loopback(self) -> bool:
         if self.smtp_host == "localhost":
@@ -263,7 +292,11 @@ def local_zone() -> dt.tzinfo:
         try:
             return zoneinfo.ZoneInfo(name)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            pass
+            # Issue dates hang on the zone: never guess past a TZ we cannot read.
+            raise ConfigError(
+                f"TZ={name[:64]!r} is not a time zone name this machine knows",
+                hint="set MAILER_TIMEZONE to one, e.g. Europe/London or UTC",
+            ) from None
     try:
         with open("/etc/localtime", "rb") as handle:
             return zoneinfo.ZoneInfo.from_file(handle, key="localtime")

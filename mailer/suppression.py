@@ -5,24 +5,15 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
 
+from mailer.csvfile import ROW_ERROR, append_rows, csv_layout, locked, records, rewrite_rows, widen
 from mailer.errors import InputError
-from mailer.subscribers import (
-    ROW_ERROR,
-    SUPPRESSION_FILENAME,
-    address_key,
-    append_rows,
-    csv_layout,
-    locked,
-    normalise_email,
-    records,
-    rewrite_rows,
-    widen,
-)
+from mailer.headers import address_key, normalise_email
+from mailer.subscribers import SUPPRESSION_FILENAME
 
 Reason = Literal["unsubscribed", "bounced", "complaint", "manual"]
 REASONS: tuple[Reason, ...] = get_args(Reason)
@@ -70,14 +61,10 @@ def _file_stamp(path: Path) -> _FileStamp:
 class Suppression:
     """The suppression file; ``is_suppressed`` is a dictionary look-up.
 
-    ``add`` and ``remove`` take the file's lock, re-read it (another command may have
-    changed it), rewrite it atomically and refresh this object. Every change is also
-    appended to the log beside it (``suppressed.log``) with its time and a note.
-
-    ``reason`` is what a running send asks just before each message goes out: it looks at
-    the file again at most every ``RECHECK_EVERY`` seconds, and re-reads it when it changed,
-    so an unsubscribe made during a send (by the command or the web endpoint) is honoured
-    by that send.
+    ``add`` and ``remove`` re-read the file under its lock, rewrite it atomically, and log
+    the change in ``suppressed.log``. ``reason``, asked before each message of a send,
+    re-reads a changed file at most every ``RECHECK_EVERY`` seconds, so an unsubscribe made
+    during a send is honoured by it.
     """
 
     def __init__(
@@ -142,9 +129,6 @@ class Suppression:
 
     def __len__(self) -> int:
         return len(self._entries)
-
-    def __iter__(self) -> Iterator[Suppressed]:
-        return iter(self._entries.values())
 
     def add(
         self,

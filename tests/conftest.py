@@ -1,4 +1,12 @@
-"""Shared fixtures: a clean environment, a copy of the sample project in tmp_path."""
+"""Shared fixtures: a clean environment, a copy of the sample project in tmp_path.
+
+Shared helpers live beside this file: ``cli`` (the CLI in process), ``process`` (the CLI in
+a child process), ``smtpd`` (real SMTP servers), ``mail`` (reading messages back), ``files``
+and ``readme``. Test files import from those, never from one another.
+
+Tests that start real processes, SIGKILL them or take seconds are marked ``slow``. Plain
+``pytest`` runs them all (CI does); ``pytest -m "not slow"`` is the quick local loop.
+"""
 
 from __future__ import annotations
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import email
 import gc
 import socket
 import ssl
@@ -11,21 +10,26 @@ import threading
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from email import policy
+from email.message import EmailMessage
 from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
+from tests.mail import parsed
 
-def free_port() -> int:
+
+@contextmanager
+def closed_port() -> Iterator[int]:
+    """A port on 127.0.0.1 where nothing listens: a connection is refused at once. The socket
+    stays bound (not listening) until the block ends, so no other server can take the port."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
-        return port
+        yield port
 
 
 @dataclass
@@ -36,14 +40,20 @@ class Received:
     at: float = field(default_factory=time.monotonic)  # when its final dot was answered
 
     @property
-    def message(self) -> email.message.EmailMessage:
-        msg = email.message_from_bytes(self.data, policy=policy.default)
-        assert isinstance(msg, email.message.EmailMessage)
-        return msg
+    def message(self) -> EmailMessage:
+        return parsed(self.data)
 
     @property
     def message_id(self) -> str:
         return str(self.message["Message-ID"])
+
+
+@dataclass
+class MailFrom:
+    """One MAIL FROM command: its address and its options (``SIZE=``, ``SMTPUTF8``...)."""
+
+    address: str
+    options: list[str]
 
 
 @dataclass
@@ -73,6 +83,7 @@ class Recorder:
     rcpt_reply: str | None = None
     delay: float = 0.0  # seconds to wait after the final dot before accepting
     mail_from: list[str] = field(default_factory=list)  # every MAIL FROM address seen
+    mails: list[MailFrom] = field(default_factory=list)  # and each with its options
     rcpt_attempts: Counter[str] = field(default_factory=Counter)
     auth_attempts: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -82,6 +93,7 @@ class Recorder:
     ) -> str:
         with self.lock:
             self.mail_from.append(address)
+            self.mails.append(MailFrom(address, list(options)))
             if self.mail_reply is not None:
                 return self.mail_reply
         envelope.mail_from = address
@@ -163,6 +175,16 @@ class _Controller(Controller):
         cls = self.protocol_class or FaultySMTP
         return cls(self.handler, busy=self._busy, **self.SMTP_kwargs)
 
+    async def _create_server(self) -> asyncio.AbstractServer:
+        # Bound to port 0, so the system picks a free port and nobody can take it between
+        # choosing and binding. ``start()`` then connects to ``self.port`` to check that the
+        # server answers, so the real port is set before that.
+        server = await self.loop.create_server(
+            self._factory_invoker, host=self.hostname, port=0, ssl=self.ssl_context
+        )
+        self.port = server.sockets[0].getsockname()[1]
+        return server
+
 
 @dataclass
 class Server:
@@ -191,13 +213,18 @@ def smtp_server(
     tls_context: ssl.SSLContext | None = None,
     users: dict[str, str] | None = None,
     smtputf8: bool = True,
+    data_size_limit: int | None = None,
     factory: type[SMTP] | None = None,
 ) -> Iterator[Server]:
-    """Start aiosmtpd on 127.0.0.1; with ``tls_context`` it offers STARTTLS (required for
-    AUTH); with ``users`` it requires AUTH; ``smtputf8=False`` is a relay without SMTPUTF8;
-    ``factory`` replaces the server's protocol class (a subclass of ``FaultySMTP``)."""
+    """Start aiosmtpd on 127.0.0.1, on a port the system picks (``Server.port``); with
+    ``tls_context`` it offers STARTTLS (required for AUTH); with ``users`` it requires AUTH;
+    ``smtputf8=False`` is a relay without SMTPUTF8; ``data_size_limit`` is the SIZE it
+    declares and enforces (aiosmtpd's default otherwise); ``factory`` replaces the server's
+    protocol class (a subclass of ``FaultySMTP``)."""
     recorder = recorder or Recorder()
     kwargs: dict[str, Any] = {"ident": "mailer-test", "enable_SMTPUTF8": smtputf8}
+    if data_size_limit is not None:
+        kwargs.update(data_size_limit=data_size_limit)
     if tls_context is not None:
         kwargs.update(tls_context=tls_context, require_starttls=False)
     if users is not None:
@@ -216,11 +243,11 @@ def smtp_server(
             auth_required=True,
             auth_require_tls=tls_context is not None,
         )
-    port = free_port()
-    controller = _Controller(recorder, busy=busy, hostname="127.0.0.1", port=port, **kwargs)
+    controller = _Controller(recorder, busy=busy, hostname="127.0.0.1", port=0, **kwargs)
     if factory is not None:
         controller.protocol_class = factory
     controller.start()
+    port: int = controller.port
     try:
         yield Server("127.0.0.1", port, recorder)
     finally:
@@ -240,6 +267,3 @@ def smtp_server(
             and f"laddr=('127.0.0.1', {port})" not in str(w.message)
         ]
         assert not leaked, f"a client left sockets open: {leaked}"
-
-
-ServerFactory = Callable[..., Any]

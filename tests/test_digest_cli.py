@@ -4,37 +4,32 @@ from __future__ import annotations
 
 import datetime as dt
 import email
-import os
 import re
 import socket
 import subprocess
-import sys
-from email import policy
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from typer.testing import Result
 
 from mailer.articles import load_articles
-from mailer.cli import app
 from mailer.digest import build_digest, default_subject, select_articles
 from mailer.settings import SAMPLE_SECRET_KEY
 from mailer.tokens import verify_token
+from tests.cli import error_lines, invoke
+from tests.conftest import REPO
+from tests.mail import body as text_of
+from tests.mail import parsed
+from tests.process import run_mailer
 
 DATE = "2026-11-27"
 FOLDER = Path("previews") / f"digest-{DATE}"
 
 
-def run(*args: str, env: dict[str, str] | None = None):
-    result = CliRunner().invoke(app, ["digest", *args], env=env)
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    assert "Traceback" not in result.output
-    return result
-
-
-def error_lines(text: str) -> list[str]:
-    return [line for line in text.splitlines() if line.startswith("Error:")]
+def run(*args: str, env: dict[str, str] | None = None) -> Result:
+    """``mailer digest ARGS``, in process."""
+    return invoke("digest", *args, env=env)
 
 
 def assert_nothing_written(root: Path) -> None:
@@ -47,9 +42,7 @@ def messages(root: Path, folder: Path = FOLDER) -> list[tuple[bytes, EmailMessag
     out = []
     for path in sorted((root / folder).glob("*.eml")):
         data = path.read_bytes()
-        msg = email.message_from_bytes(data, policy=policy.default)
-        assert isinstance(msg, EmailMessage)
-        out.append((data, msg))
+        out.append((data, parsed(data)))
     return out
 
 
@@ -57,14 +50,6 @@ def address(msg: EmailMessage, header: str = "To") -> str:
     """The address, with raw UTF-8 (RFC 6532) that the parser keeps as surrogates decoded."""
     spec = msg[header].addresses[0].addr_spec
     return spec.encode("utf-8", "surrogateescape").decode("utf-8")
-
-
-def text_of(msg: EmailMessage, kind: str) -> str:
-    part = msg.get_body(preferencelist=(kind,))
-    assert part is not None
-    content = part.get_content()
-    assert isinstance(content, str)
-    return content.replace("\r\n", "\n")
 
 
 def article(folder: Path, day: str, title: str, **extra: str) -> Path:
@@ -129,17 +114,11 @@ def test_a_bad_article_is_one_clear_error_and_nothing_is_written(sample: Path, n
     assert_nothing_written(sample)
 
 
+@pytest.mark.slow
 def test_a_bad_article_through_a_real_process(sample: Path) -> None:
     name, (content, needle) = "invalid-yaml.md", BAD_ARTICLES["invalid-yaml.md"]
     (sample / "articles" / name).write_bytes(content)
-    done = subprocess.run(
-        [sys.executable, "-m", "mailer", "digest", "--date", DATE],
-        cwd=sample,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**_clean_environ(), "HOME": str(sample)},
-    )
+    done = run_mailer("digest", "--date", DATE, cwd=sample)
     assert done.returncode == 2
     assert done.stderr.splitlines() == [
         f"Error: articles/{name}:4: invalid YAML front matter: mapping values are not allowed here"
@@ -382,20 +361,14 @@ def test_a_raw_newline_in_the_subject_is_refused(sample: Path) -> None:
     assert_nothing_written(sample)
 
 
+@pytest.mark.slow
 def test_a_name_hiding_a_newline_never_becomes_a_header(sample: Path) -> None:
     (sample / "lists" / "evil.csv").write_text(
         "email,name\nalice@example.org,=?UTF-8?Q?Alice=0ABcc:_x@evil.com?=\n", encoding="utf-8"
     )
     # A real process with a timeout: a failure here must not hang the whole suite.
     try:
-        done = subprocess.run(
-            [sys.executable, "-m", "mailer", "digest", "--date", DATE, "--list", "evil"],
-            cwd=sample,
-            capture_output=True,
-            text=True,
-            timeout=20,
-            env={**_clean_environ(), "HOME": str(sample)},
-        )
+        done = run_mailer("digest", "--date", DATE, "--list", "evil", cwd=sample, timeout=20)
     except subprocess.TimeoutExpired:
         pytest.fail("mailer digest hung after the message stream raised HeaderError")
     assert done.returncode == 2, done.stderr
@@ -484,9 +457,7 @@ def test_a_dry_run_opens_no_connection(sample: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
     templates = sample / "net-templates"
     templates.mkdir()
-    base = (Path(__file__).resolve().parent.parent / "templates" / "base.html.j2").read_text(
-        encoding="utf-8"
-    )
+    base = (REPO / "templates" / "base.html.j2").read_text(encoding="utf-8")
     (templates / "base.html.j2").write_text(
         base.replace(
             "<style>",
@@ -500,7 +471,3 @@ def test_a_dry_run_opens_no_connection(sample: Path, monkeypatch: pytest.MonkeyP
     assert attempts == []
     (_, msg), *_ = messages(sample)
     assert "http://127.0.0.1:9/x.css" in text_of(msg, "html")  # left alone, never fetched
-
-
-def _clean_environ() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}

@@ -10,7 +10,6 @@ import json
 import signal
 import ssl
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,8 @@ from mailer.errors import DeliveryError
 from mailer.models import Outgoing, Recipient
 from mailer.suppression import RECHECK_EVERY
 from mailer.transports.smtp import SMTPConfig, SMTPTransport
-from tests.cli import invoke
+from tests.cli import invoke, status_json
+from tests.process import faked, start_mailer, wait_until
 from tests.smtpd import FaultySMTP, Recorder, Server, smtp_server
 
 KEY = "during-send-tests-secret-key-0123456789"
@@ -38,53 +38,31 @@ def crowd(sample: Path, n: int, name: str = "crowd") -> list[str]:
 
 
 def env(server: Server, sample: Path, **extra: str) -> dict[str, str]:
-    return {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(sample),
-        **server.env(
-            **{
-                "MAILER_SECRET_KEY": KEY,
-                "MAILER_LEDGER": str(sample / "state" / "ledger.sqlite3"),
-                "MAILER_CONCURRENCY": "2",
-                "MAILER_TIMEZONE": "UTC",
-                **extra,
-            }
-        ),
-    }
-
-
-def start(server: Server, sample: Path, *args: str, **extra: str) -> subprocess.Popen[str]:
-    argv = [sys.executable, "-m", "mailer", "digest", "--send", "--list", "crowd", *args]
-    variables = env(server, sample, **{k: v for k, v in extra.items() if k.startswith("MAILER_")})
-    variables.update({k: v for k, v in extra.items() if not k.startswith("MAILER_")})
-    return subprocess.Popen(
-        argv,
-        cwd=sample,
-        env=variables,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    return server.env(
+        **{
+            "MAILER_SECRET_KEY": KEY,
+            "MAILER_LEDGER": str(sample / "state" / "ledger.sqlite3"),
+            "MAILER_CONCURRENCY": "2",
+            "MAILER_TIMEZONE": "UTC",
+            **extra,
+        }
     )
 
 
-def wait_until(condition: Any, proc: subprocess.Popen[str], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the send made no progress"
-        time.sleep(0.005)
+def start(server: Server, sample: Path, *args: str, **extra: str) -> subprocess.Popen[str]:
+    """``mailer digest --send --list crowd ARGS``; ``extra`` may hold more than MAILER_*."""
+    argv = ["digest", "--send", "--list", "crowd", *args]
+    return start_mailer(*argv, cwd=sample, env=env(server, sample, **extra))
 
 
 def status(server: Server, sample: Path, *args: str) -> dict[str, Any]:
-    result = invoke("status", "--json", *args, env=env(server, sample))
-    assert result.exit_code == 0, result.output
-    doc: dict[str, Any] = json.loads(result.output)
-    return doc
+    return status_json(*args, env=env(server, sample))
 
 
 # --- unsubscribes during a send ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_an_unsubscribe_during_a_send_is_honoured_by_that_send(sample: Path) -> None:
     emails = crowd(sample, 150)
     recorder = Recorder(delay=0.1)  # about 20 messages a second on 2 connections
@@ -111,6 +89,7 @@ def test_an_unsubscribe_during_a_send_is_honoured_by_that_send(sample: Path) -> 
     assert "suppressed address" in out
 
 
+@pytest.mark.slow
 def test_a_campaign_with_rows_suppressed_since_it_started_finishes_with_0(sample: Path) -> None:
     emails = crowd(sample, 10)
     recorder = Recorder()
@@ -134,6 +113,7 @@ def test_a_campaign_with_rows_suppressed_since_it_started_finishes_with_0(sample
 # --- signals -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_sighup_drains_like_sigterm_and_the_resume_delivers_everyone_once(sample: Path) -> None:
     emails = crowd(sample, 80)
     recorder = Recorder(delay=0.01)
@@ -153,6 +133,7 @@ def test_sighup_drains_like_sigterm_and_the_resume_delivers_everyone_once(sample
     assert counts["unknown"] == 0 and counts["sent"] == len(emails)
 
 
+@pytest.mark.slow
 def test_ctrl_c_before_sending_starts_exits_75_and_freezes_nothing(sample: Path) -> None:
     crowd(sample, 60_000)
     recorder = Recorder()
@@ -171,6 +152,7 @@ def test_ctrl_c_before_sending_starts_exits_75_and_freezes_nothing(sample: Path)
     assert json.loads(campaigns.output)["campaigns"] == []
 
 
+@pytest.mark.slow
 def test_three_interrupts_quit_at_once_and_say_what_is_unknown(sample: Path) -> None:
     emails = crowd(sample, 10)
     recorder = Recorder(delay=4.0)  # every message waits 4 s for its reply after the dot
@@ -198,15 +180,7 @@ def test_three_interrupts_quit_at_once_and_say_what_is_unknown(sample: Path) -> 
 # --- the clock ---------------------------------------------------------------------------------
 
 
-def faked(moment: str) -> dict[str, str]:
-    """The environment that makes a process (and its children) start its clock at
-    ``moment``: Debian's libfaketime, preloaded, as the ``faketime`` command does (but
-    without a wrapper process in between, so that signals reach the mailer itself)."""
-    found = sorted(Path("/usr/lib").glob("*/faketime/libfaketimeMT.so.1"))
-    assert found, "libfaketime (Debian package faketime) is needed; .ci/run installs it"
-    return {"LD_PRELOAD": str(found[0]), "FAKETIME": f"@{moment}"}
-
-
+@pytest.mark.slow
 def test_a_send_resumed_after_midnight_continues_the_same_issue(sample: Path) -> None:
     emails = crowd(sample, 60)
     recorder = Recorder(delay=0.01)
@@ -225,6 +199,7 @@ def test_a_send_resumed_after_midnight_continues_the_same_issue(sample: Path) ->
     assert subjects == {"The Sample Weekly: week of November 27, 2026"}
 
 
+@pytest.mark.slow
 def test_a_new_day_after_a_finished_issue_starts_the_next_one(sample: Path) -> None:
     emails = crowd(sample, 5)
     recorder = Recorder()

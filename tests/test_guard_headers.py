@@ -14,13 +14,13 @@ import pytest
 from typer.testing import Result
 
 from mailer.errors import ConfigError, HeaderError
-from mailer.messages import MAX_LINE, Composer, Envelope, check_header_value, long_lines
+from mailer.headers import MAX_LINE, check_header_value
+from mailer.messages import Composer, Envelope
 from mailer.models import Recipient, Rendered, Spliced
 from mailer.settings import Settings, load_settings
 from mailer.tokens import MAX_LIST_NAME_OCTETS, MAX_TOKEN_CHARS, make_token, verify_token
 from tests.cli import invoke
-from tests.mail import body, parsed
-from tests.test_messages import decoded_display_name, raw_header
+from tests.mail import body, decoded_display_name, long_lines, parsed, raw_header
 
 KEY = "a-real-secret-key-for-the-header-tests-0123"
 PREFIX = "List-Unsubscribe: <"

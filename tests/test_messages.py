@@ -14,11 +14,13 @@ import pytest
 from mailer.articles import load_articles
 from mailer.digest import build_digest
 from mailer.errors import HeaderError
-from mailer.messages import Composer, Envelope, check_header_value, long_lines
+from mailer.headers import check_header_value
+from mailer.messages import Composer, Envelope
 from mailer.models import Recipient, Rendered
 from mailer.render import make_environment, render_digest
 from mailer.tokens import make_token, verify_token
 from tests.conftest import REPO
+from tests.mail import decoded_display_name, long_lines, raw_header
 
 SECRET = "test-secret-key-for-the-message-tests"
 INJECTION = "=?UTF-8?Q?Alice=0ABcc:_x@evil.com?="
@@ -56,21 +58,6 @@ def parse(data: bytes) -> EmailMessage:
     msg = email.message_from_bytes(data, policy=policy.default)
     assert isinstance(msg, EmailMessage)
     return msg
-
-
-def decoded_display_name(raw_to: str) -> str:
-    """RFC 2047 decoding of the phrase (whitespace between encoded words is dropped)."""
-    phrase = raw_to.rsplit("<", 1)[0]
-    return str(email.header.make_header(email.header.decode_header(phrase))).strip()
-
-
-def raw_header(data: bytes, name: str) -> str:
-    head = data.split(b"\r\n\r\n", 1)[0].decode("utf-8")
-    unfolded = head.replace("\r\n ", " ").replace("\r\n\t", " ")
-    for line in unfolded.split("\r\n"):
-        if line.lower().startswith(name.lower() + ":"):
-            return line.split(":", 1)[1].strip()
-    raise AssertionError(f"no {name} header")
 
 
 @pytest.mark.parametrize(

@@ -11,27 +11,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from typer.testing import Result
 
 from mailer.delivery import deliver
 from mailer.models import Outgoing, Recipient
 from mailer.transports import files
 from mailer.transports.files import MARKER, FilesTransport
-from tests.cli import invoke
+from tests.cli import invoke, refused
+from tests.conftest import REPO
+from tests.process import run_mailer
 
-REPO = Path(__file__).resolve().parent.parent
 DATE = "2026-11-27"
 SLUG = "2026-11-27-river-path-reopens"
 FORWARD = ("forward", SLUG, "--to", "a@example.net", "--sender", "alice@example.org")
 DIGEST = ("digest", "--date", DATE)
-
-
-def refused(result: Result) -> str:
-    """The one ``Error:`` line of a refusal that exited 2."""
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert len(lines) == 1, result.output
-    return lines[0]
 
 
 def tree(root: Path) -> dict[str, bytes | None]:
@@ -270,25 +262,15 @@ def on_tiny_disk(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[...
     return run
 
 
-def mailer(*args: str, cwd: Path) -> tuple[int, str, str]:
-    """The real command, as a user runs it."""
-    done = subprocess.run(
-        [sys.executable, "-m", "mailer", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "HOME": str(cwd)},
-    )
-    return done.returncode, done.stdout, done.stderr
+HOW = [pytest.param("subprocess", marks=pytest.mark.slow), "in-process"]
 
 
 def run_cli(how: str, cwd: Path, *args: str) -> tuple[int, str]:
     """Exit code and output (stdout and stderr) of the CLI, as a subprocess or in process."""
     if how == "subprocess":
-        code, out, err = mailer(*args, cwd=cwd)
-        assert "Traceback" not in err
-        return code, out + err
+        done = run_mailer(*args, cwd=cwd)
+        assert "Traceback" not in done.stderr
+        return done.returncode, done.stdout + done.stderr
     result = invoke(*args)
     return result.exit_code, result.output
 
@@ -304,7 +286,7 @@ def free_bytes(path: Path) -> int:
     return info.f_bavail * info.f_frsize
 
 
-@pytest.mark.parametrize("how", ["subprocess", "in-process"])
+@pytest.mark.parametrize("how", HOW)
 def test_a_full_disk_is_one_error_and_leaves_nothing(
     sample: Path, on_tiny_disk: Callable[..., None], how: str
 ) -> None:
@@ -320,7 +302,7 @@ def test_a_full_disk_is_one_error_and_leaves_nothing(
     on_tiny_disk(check, size="32k")
 
 
-@pytest.mark.parametrize("how", ["subprocess", "in-process"])
+@pytest.mark.parametrize("how", HOW)
 def test_a_full_disk_keeps_the_earlier_complete_preview(
     sample: Path, on_tiny_disk: Callable[..., None], how: str
 ) -> None:
@@ -353,6 +335,7 @@ def test_a_disk_filling_up_at_the_end_is_one_error_too(
     on_tiny_disk(check, size="16k")
 
 
+@pytest.mark.slow
 def test_a_read_only_disk_is_one_error(sample: Path, on_tiny_disk: Callable[..., None]) -> None:
     def check(disk: Path) -> None:
         code, output = run_cli("subprocess", sample, *FORWARD, "--out", str(disk / "shared"))

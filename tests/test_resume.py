@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from mailer.cli import app
+from tests.cli import state_counts, status_json
+from tests.process import start_mailer, wait_until
 from tests.smtpd import Recorder, Server, smtp_server
+
+pytestmark = pytest.mark.slow  # real processes, killed and resumed
 
 N = 240
 CONCURRENCY = 4
@@ -31,48 +31,25 @@ def crowd(sample: Path) -> Path:
 
 
 def _env(server: Server, sample: Path) -> dict[str, str]:
-    return {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(sample),
-        **server.env(MAILER_LEDGER=str(sample / "state" / "ledger.sqlite3")),
-    }
+    return server.env(MAILER_LEDGER=str(sample / "state" / "ledger.sqlite3"))
 
 
 def _start(server: Server, sample: Path, *extra: str) -> subprocess.Popen[str]:
-    argv = [sys.executable, "-m", "mailer", "digest", "--send", "--date", DATE]
-    argv += ["--list", "crowd", "--concurrency", str(CONCURRENCY), *extra]
-    return subprocess.Popen(
-        argv,
-        cwd=sample,
-        env=_env(server, sample),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    argv = ["digest", "--send", "--date", DATE, "--list", "crowd"]
+    argv += ["--concurrency", str(CONCURRENCY), *extra]
+    return start_mailer(*argv, cwd=sample, env=_env(server, sample))
 
 
 def _wait_for(recorder: Recorder, count: int, proc: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 60
-    while len(recorder.received) < count and proc.poll() is None:
-        assert time.monotonic() < deadline, "the send made no progress"
-        time.sleep(0.002)
-
-
-def _status(server: Server, sample: Path, *args: str) -> dict[str, object]:
-    result = CliRunner().invoke(app, ["status", "--json", *args], env=_env(server, sample))
-    assert result.exit_code == 0, result.output
-    loaded: dict[str, object] = json.loads(result.output)
-    return loaded
+    wait_until(lambda: len(recorder.received) >= count, proc)
 
 
 def _counts(server: Server, sample: Path) -> dict[str, int]:
-    counts = _status(server, sample)["counts"]
-    assert isinstance(counts, dict)
-    return {str(k): int(v) for k, v in counts.items()}
+    return state_counts(env=_env(server, sample))
 
 
 def _unknown(server: Server, sample: Path) -> set[str]:
-    doc = _status(server, sample, "--list", "unknown")
+    doc = status_json("--list", "unknown", env=_env(server, sample))
     addresses = doc["addresses"]
     assert isinstance(addresses, list)
     return {str(a) for a in addresses}

@@ -5,25 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from mailer.cli import app
 from mailer.errors import ConfigError
 from mailer.settings import SAMPLE_SECRET_KEY, load_settings
+from tests.cli import error_lines
+from tests.cli import invoke as run
 
 SECRET = "Xy7-very-distinctive-secret-9Qz-for-tests"
 DATE = ["digest", "--date", "2026-11-27"]
-
-
-def run(*args: str, env: dict[str, str] | None = None):
-    result = CliRunner().invoke(app, list(args), env=env)
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    assert "Traceback" not in result.output
-    return result
-
-
-def error_lines(result) -> list[str]:
-    return [line for line in result.stderr.splitlines() if line.startswith("Error:")]
 
 
 def assert_nothing_written(folder: Path) -> None:

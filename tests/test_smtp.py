@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import subprocess
-import sys
 from collections.abc import Awaitable
 from pathlib import Path
 
 import pytest
 import trustme
-from typer.testing import CliRunner
 
-from mailer.cli import app
 from mailer.delivery import Delivery, DeliveryPolicy
 from mailer.errors import ConfigError, DeliveryError
 from mailer.ledger import LedgerError
 from mailer.models import Outgoing, Recipient, SendResult, Status
 from mailer.transports.smtp import SMTPConfig, SMTPTransport, stuff
-from tests.smtpd import Recorder, smtp_server
+from tests.cli import invoke
+from tests.process import run_mailer
+from tests.smtpd import Recorder, closed_port, smtp_server
 
 SENDER = "news@example.com"
 
@@ -158,11 +156,10 @@ async def test_421_forever_stops_the_run_with_one_clear_error() -> None:
 
 
 async def test_unreachable_server_stops_at_once() -> None:
-    from tests.smtpd import free_port
-
-    transport = plain(free_port())
-    with pytest.raises(DeliveryError, match="cannot connect"):
-        await run(transport, make_messages(50))
+    with closed_port() as port:
+        transport = plain(port)
+        with pytest.raises(DeliveryError, match="cannot connect"):
+            await run(transport, make_messages(50))
 
 
 async def test_policy_rejections_in_a_row_halt_the_campaign() -> None:
@@ -279,9 +276,8 @@ def test_digest_send_300_recipients_with_550_and_451(big_list: Path) -> None:
         tempfail_once={"reader9@example.org"},
     )
     with smtp_server(recorder) as server:
-        result = CliRunner().invoke(
-            app,
-            ["digest", "--send", "--date", "2026-11-27", "--list", "big", "--concurrency", "6"],
+        result = invoke(
+            *("digest", "--send", "--date", "2026-11-27", "--list", "big", "--concurrency", "6"),
             env=server.env(),
         )
     assert result.exit_code == 1, result.output
@@ -298,28 +294,15 @@ def test_digest_send_300_recipients_with_550_and_451(big_list: Path) -> None:
         assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
 
+@pytest.mark.slow
 def test_digest_send_exit_0_when_all_sent_and_refuses_sample_secret(sample: Path) -> None:
     with smtp_server() as server:
         env = server.env()
-        done = subprocess.run(
-            [sys.executable, "-m", "mailer", "digest", "--send", "--date", "2026-11-27"],
-            cwd=sample,
-            env={**env, "PATH": "/usr/bin:/bin"},
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        done = run_mailer("digest", "--send", "--date", "2026-11-27", cwd=sample, env=env)
         assert done.returncode == 0, done.stderr
         assert len(server.recorder.received) == 5
         env.pop("MAILER_SECRET_KEY")
-        refused = subprocess.run(
-            [sys.executable, "-m", "mailer", "digest", "--send", "--date", "2026-11-27"],
-            cwd=sample,
-            env={**env, "PATH": "/usr/bin:/bin"},
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        refused = run_mailer("digest", "--send", "--date", "2026-11-27", cwd=sample, env=env)
     assert refused.returncode == 2
     assert "MAILER_SECRET_KEY" in refused.stderr and "Traceback" not in refused.stderr
     assert len(server.recorder.received) == 5
@@ -335,10 +318,8 @@ def test_check_reports_capabilities_and_sends_nothing(
             MAILER_SMTP_PASSWORD="s3cret",
             MAILER_SMTP_CA_FILE=str(ca_file),
         )
-        result = CliRunner().invoke(app, ["check"], env=env)
-        bad = CliRunner().invoke(
-            app, ["check"], env={**env, "MAILER_SMTP_PASSWORD": "hunter2-wrong"}
-        )
+        result = invoke("check", env=env)
+        bad = invoke("check", env={**env, "MAILER_SMTP_PASSWORD": "hunter2-wrong"})
     assert result.exit_code == 0, result.output
     assert "Authenticated: editor" in result.output and "AUTH" in result.output
     assert server.recorder.received == []
@@ -353,13 +334,13 @@ def test_digest_skips_suppressed_and_suppresses_hard_bounces(big_list: Path) -> 
     recorder = Recorder(refuse={"reader5@example.org": "550 5.1.1 no such user"})
     with smtp_server(recorder) as server:
         args = ["digest", "--send", "--date", "2026-11-27", "--list", "big", "--limit", "10"]
-        first = CliRunner().invoke(app, args, env=server.env())
+        first = invoke(*args, env=server.env())
         assert first.exit_code == 1, first.output
         assert "Skipped 1 suppressed address." in first.output
         assert "Added 1 hard-bounced address to suppression." in first.output
         assert "reader2@example.org" not in recorder.rcpt_attempts
         # a new campaign freezes a new audience, without both suppressed addresses
-        second = CliRunner().invoke(app, [*args, "--campaign", "again"], env=server.env())
+        second = invoke(*args, "--campaign", "again", env=server.env())
     assert "Skipped 2 suppressed addresses." in second.output
     assert recorder.rcpt_attempts["reader5@example.org"] == 1
     suppressed = (big_list.parent / "suppressed.csv").read_text(encoding="utf-8")

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 from typer.testing import Result
 
+from mailer.delivery import is_hard_bounce
 from mailer.ledger import Campaign, Ledger
 from mailer.models import Recipient, SendResult, Status
+from mailer.transports.base import Reply
 from tests.cli import invoke
 
 
@@ -32,7 +34,10 @@ async def _send(book: Ledger, campaign: Campaign) -> None:
     for email in AUDIENCE[:5]:
         await book.mark_sending(campaign, email, f"<{email}>")
     for email, (status, code, reply) in OUTCOMES.items():
-        book.record(campaign, SendResult(0, email, f"<{email}>", status, code, reply))
+        hard = status is Status.FAILED and is_hard_bounce(Reply(code or 0, reply, "rcpt"))
+        book.record(
+            campaign, SendResult(0, email, f"<{email}>", status, code, reply, hard_bounce=hard)
+        )
     await book.flush()
 
 

@@ -16,7 +16,7 @@ from mailer.subscribers import read_list
 from mailer.suppression import Suppression, suppression_path
 from tests.cli import invoke
 from tests.conftest import REPO
-from tests.test_lists import leftovers, rows
+from tests.files import leftovers, rows
 
 DAY = dt.date(2026, 11, 20)
 

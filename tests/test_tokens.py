@@ -19,7 +19,7 @@ from mailer.tokens import (
     verify_token,
 )
 from tests.cli import invoke
-from tests.test_lists import run_cli
+from tests.process import run_mailer as run_cli
 
 KEY = "a-real-secret-key-for-the-tests-0123456789"
 ENV = {"MAILER_SECRET_KEY": KEY}

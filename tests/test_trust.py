@@ -7,15 +7,14 @@ nobody was suppressed.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
+from typer.testing import Result
 
-from mailer.delivery import Verdict, classify
-from mailer.ledger import is_hard_bounce
+from mailer.delivery import Verdict, classify, is_hard_bounce
 from mailer.transports.base import Reply
-from tests.cli import invoke
+from tests.cli import invoke, state_counts, status_json
 from tests.smtpd import Recorder, Server, smtp_server
 
 DATE = "2026-11-27"
@@ -37,21 +36,16 @@ def env(server: Server, **extra: str) -> dict[str, str]:
     return server.env(**{"MAILER_SECRET_KEY": KEY, "MAILER_CONCURRENCY": "4", **extra})
 
 
-def send(server: Server, *args: str, **extra: str):  # type: ignore[no-untyped-def]
+def send(server: Server, *args: str, **extra: str) -> Result:
     return invoke("digest", "--send", "--date", DATE, *args, env=env(server, **extra))
 
 
 def status(server: Server, *args: str) -> dict[str, object]:
-    result = invoke("status", "--json", *args, env=env(server))
-    assert result.exit_code == 0, result.output
-    doc: dict[str, object] = json.loads(result.output)
-    return doc
+    return status_json(*args, env=env(server))
 
 
 def counts(server: Server, *args: str) -> dict[str, int]:
-    found = status(server, *args)["counts"]
-    assert isinstance(found, dict)
-    return {str(k): int(v) for k, v in found.items()}
+    return state_counts(*args, env=env(server))
 
 
 def suppressed(sample: Path) -> str:
@@ -75,11 +69,13 @@ def suppressed(sample: Path) -> str:
         (Reply(550, "5.1.7 bad sender mailbox syntax", "rcpt"), "refused-us"),
         (Reply(530, "5.7.0 Authentication required", "rcpt"), "refused-us"),
         (Reply(552, "5.3.4 message too big", "message"), "refused-us"),
-        (Reply(554, "5.7.1 <a@b>: Relay access denied", "rcpt"), "policy"),
-        (Reply(550, "5.7.1 message refused as spam", "message"), "policy"),
-        (Reply(550, "5.1.1 <a@b>: Recipient address rejected: no such user", "rcpt"), "recipient"),
-        (Reply(550, "no such user here", "rcpt"), "recipient"),
-        (Reply(552, "5.2.2 mailbox full", "rcpt"), "recipient"),
+        (Reply(554, "5.7.1 <a@b>: Relay access denied", "rcpt"), "refused"),
+        (Reply(550, "5.7.1 message refused as spam", "message"), "refused"),
+        (Reply(550, "5.1.1 <a@b>: Recipient address rejected: no such user", "rcpt"), "refused"),
+        (Reply(550, "no such user here", "rcpt"), "refused"),
+        (Reply(552, "5.2.2 mailbox full", "rcpt"), "refused"),
+        (Reply(554, "Transaction failed", "data"), "refused-us"),  # the DATA command
+        (Reply(550, "5.1.1 no such user", "data"), "refused-us"),
         (Reply(451, "4.3.0 try later", "mail"), "temporary"),
         (Reply(250, "2.0.0 ok", "message"), "sent"),
     ],
@@ -88,12 +84,14 @@ def test_a_reply_is_judged_by_what_it_is_about(reply: Reply, verdict: str) -> No
     assert classify(reply) is Verdict(verdict)
 
 
-def test_only_a_destination_address_code_is_a_hard_bounce() -> None:
-    assert is_hard_bounce(550, "5.1.1 no such user")
-    assert is_hard_bounce(550, "5.1.10 null MX")
-    assert not is_hard_bounce(553, "5.1.8 Sender address rejected")
-    assert not is_hard_bounce(553, "5.1.7 bad sender")
-    assert not is_hard_bounce(550, "5.7.1 policy")
+def test_only_a_destination_address_code_at_rcpt_is_a_hard_bounce() -> None:
+    assert is_hard_bounce(Reply(550, "5.1.1 no such user", "rcpt"))
+    assert is_hard_bounce(Reply(550, "5.1.10 null MX", "rcpt"))
+    assert not is_hard_bounce(Reply(553, "5.1.8 Sender address rejected", "rcpt"))
+    assert not is_hard_bounce(Reply(553, "5.1.7 bad sender", "rcpt"))
+    assert not is_hard_bounce(Reply(550, "5.7.1 policy", "rcpt"))
+    assert not is_hard_bounce(Reply(550, "5.1.1 no such user", "message"))  # after the dot
+    assert not is_hard_bounce(Reply(450, "4.1.1 try later", "rcpt"))
 
 
 # --- relays that refuse us -------------------------------------------------------------------

@@ -6,6 +6,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Protocol
 
+from mailer.errors import TransportError
 from mailer.models import Outgoing
 
 
@@ -43,7 +44,7 @@ class Reply:
         return f"{self.code} {self.text}".strip()
 
 
-class ChannelBroken(Exception):
+class ChannelBroken(TransportError):
     """The channel died mid-message (dropped connection, timeout). ``data_sent`` tells whether
     the message's data may have reached the server, so that it must count as unknown."""
 
@@ -72,8 +73,6 @@ class Channel(Protocol):
 class Transport(Protocol):
     """A source of channels. ``open_channel`` raises ``DeliveryError`` when the run cannot go
     on at all (authentication, TLS, unreachable server)."""
-
-    name: str
 
     async def open_channel(self) -> Channel: ...
 

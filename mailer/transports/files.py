@@ -44,8 +44,6 @@ class FilesTransport:
     """Writes previews into ``folder`` atomically; refuses, at construction, a ``folder``
     that is not new and not an earlier preview (``InputError`` naming it)."""
 
-    name = "files"
-
     def __init__(self, folder: Path, *, extras: Mapping[str, str | bytes] | None = None) -> None:
         self.folder = folder
         self._extras = dict(extras or {})

@@ -3,24 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
-from collections.abc import Awaitable
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Awaitable, Iterator
+from dataclasses import dataclass
 
 import aiosmtplib
 from aiosmtplib import (
     SMTPAuthenticationError,
     SMTPConnectError,
+    SMTPDataError,
     SMTPException,
+    SMTPResponse,
     SMTPResponseException,
     SMTPServerDisconnected,
     SMTPTimeoutError,
 )
 
-from mailer.errors import ConfigError, DeliveryError
-from mailer.messages import ascii_domain_address
-from mailer.models import Outgoing
+from mailer.errors import ConfigError, DeliveryError, MailerError
+from mailer.headers import ascii_domain_address
+from mailer.models import Outgoing, SMTPConfig
 from mailer.transports.base import ChannelBroken, Reply
 
 _DATA_END = b".\r\n"
@@ -33,31 +35,10 @@ def needs_smtputf8(address: str) -> bool:
 
 
 @dataclass(frozen=True)
-class SMTPConfig:
-    """Connection settings; ``password`` is only ever passed to AUTH."""
-
-    host: str
-    port: int
-    security: str = "starttls"  # starttls | tls | none
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    ca_file: Path | None = None
-    timeout: float = 30.0
-    helo_name: str | None = None
-    allow_plaintext: bool = False  # "none" security on a host that is not loopback
-    loopback: bool = False
-
-    @property
-    def where(self) -> str:
-        return f"{self.host}:{self.port}"
-
-
-@dataclass(frozen=True)
 class ServerInfo:
     """What ``mailer check`` reports."""
 
     banner: str
-    ehlo: str
     extensions: dict[str, str]
     tls: str | None
     authenticated_as: str | None
@@ -88,13 +69,32 @@ def stuff(data: bytes) -> bytes:
     return data + _DATA_END
 
 
+async def write_body(client: aiosmtplib.SMTP, data: bytes, timeout: float) -> SMTPResponse:
+    """Send a message's body after ``354`` and read the reply to its final dot.
+
+    This is the one place that uses aiosmtplib's internals (``SMTP.protocol``, its
+    ``_command_lock``, ``write`` and ``read_response``): ``SMTP.data()`` re-encodes and
+    re-normalises every message with a regex, about half of its CPU cost per message, where
+    ``stuff`` is one C-speed ``bytes.replace``. ``tests/test_smtp_internals.py`` fails loudly
+    if a new aiosmtplib changes what this relies on; ``SMTPConfig.fast_data=False`` falls
+    back to the public ``SMTP.data()`` path.
+    """
+    protocol = client.protocol
+    lock = getattr(protocol, "_command_lock", None) if protocol is not None else None
+    if protocol is None or lock is None:
+        raise SMTPServerDisconnected("Connection lost")
+    async with lock:  # as aiosmtplib's own commands do: one exchange at a time
+        protocol._response_pending = True  # a reply is due: never dropped as unsolicited
+        protocol.write(stuff(data))
+        return await protocol.read_response(timeout=timeout)
+
+
 class SMTPChannel:
     """One authenticated connection, used by one task at a time."""
 
     def __init__(self, client: aiosmtplib.SMTP, config: SMTPConfig) -> None:
         self._client = client
         self._config = config
-        self.sent = 0
 
     async def send(self, message: Outgoing, ready: Awaitable[None] | None = None) -> Reply:
         client = self._client
@@ -104,6 +104,11 @@ class SMTPChannel:
             if refusal is not None:
                 await self._reset()
                 return refusal
+            if not self._config.fast_data:
+                if ready is not None:
+                    await ready
+                data_sent = True
+                return await _public_data(client, message.data, self._config.timeout)
             start = await client.execute_command(b"DATA")
             if start.code != 354:
                 await self._reset()
@@ -116,12 +121,8 @@ class SMTPChannel:
                     # abandoned with the connection, which makes the server discard it.
                     client.close()
                     raise
-            protocol = client.protocol
-            if protocol is None:
-                raise SMTPServerDisconnected("Connection lost")
             data_sent = True
-            protocol.write(stuff(message.data))
-            reply = await protocol.read_response(timeout=self._config.timeout)
+            reply = await write_body(client, message.data, self._config.timeout)
         except (SMTPServerDisconnected, SMTPTimeoutError, ConnectionError, OSError) as exc:
             client.close()
             text = "timed out" if isinstance(exc, TimeoutError) else "connection lost"
@@ -136,7 +137,6 @@ class SMTPChannel:
             # no QUIT may follow as if it were a command; hang up.
             client.close()
             raise
-        self.sent += 1
         if reply.code == 421:
             client.close()
         return Reply(reply.code, reply.message, "message")
@@ -164,6 +164,8 @@ class SMTPChannel:
                     )
                 if not recipient.isascii():
                     return Reply(553, NEEDS_SMTPUTF8.format(where=self._config.where), "rcpt")
+        if self._client.supports_extension("size"):  # the relay can refuse a big one early
+            options += (b"SIZE=%d" % len(message.data),)
         reply = await self._client.execute_command(
             b"MAIL", b"FROM:<" + sender.encode("utf-8") + b">", *options
         )
@@ -199,8 +201,6 @@ class SMTPChannel:
 class SMTPTransport:
     """Opens authenticated connections to one relay."""
 
-    name = "smtp"
-
     def __init__(self, config: SMTPConfig) -> None:
         if config.security not in ("starttls", "tls", "none"):
             raise ConfigError(f"setting MAILER_SMTP_SECURITY: unknown mode {config.security!r}")
@@ -213,7 +213,6 @@ class SMTPTransport:
             )
         self.config = config
         self._context = _tls_context(config) if config.security != "none" else None
-        self.last_info: ServerInfo | None = None
         # Every client this transport created, and the socket transport each connected
         # with, so that none can outlive the run whatever path abandoned it (a cancelled
         # task, an error between connect and use, a TLS close still waiting for the
@@ -243,10 +242,16 @@ class SMTPTransport:
         await _settle_closes()
 
     async def probe(self) -> ServerInfo:
-        """Connect, EHLO, upgrade TLS, authenticate, report, and QUIT without sending."""
+        """Connect, EHLO, upgrade TLS, authenticate, report, and QUIT without sending.
+        ``DeliveryError`` if the relay cannot be used now (a refusal, a dropped connection)."""
         try:
             client, info = await self._connect()
             await SMTPChannel(client, self.config).close()
+        except ChannelBroken as exc:
+            raise DeliveryError(
+                f"{self.config.where} is not accepting connections now: {exc.reply}",
+                hint="try again later",
+            ) from None
         finally:
             await self._release()
         return info
@@ -263,61 +268,24 @@ class SMTPTransport:
             local_hostname=cfg.helo_name,
         )
         self._clients.add(client)
-        try:
+        with _session_errors(client, cfg):
             banner = await client.connect()
             if client.transport is not None:
                 self._sockets.append(client.transport)
-        except SMTPConnectError as exc:
-            code = getattr(exc, "code", 0)
-            if isinstance(exc, SMTPResponseException) and 400 <= code < 500:
-                raise ChannelBroken(Reply(code, exc.message)) from None
-            if isinstance(exc, SMTPResponseException):
-                raise DeliveryError(
-                    f"{cfg.where} refused the connection: {code} {exc.message}"
-                ) from None
-            raise DeliveryError(f"cannot connect to {cfg.where}: {_reason(exc)}") from None
-        except ssl.SSLError as exc:
-            raise _tls_failed(cfg, exc) from None
-        except SMTPTimeoutError:
-            raise ChannelBroken(Reply(0, f"timed out connecting to {cfg.where}")) from None
-        except (SMTPException, OSError) as exc:
-            raise DeliveryError(f"cannot connect to {cfg.where}: {_reason(exc)}") from None
-        try:
-            ehlo = await client.ehlo()
+            await client.ehlo()
             if cfg.security == "starttls":
                 if not client.supports_extension("starttls"):
-                    client.close()
                     raise DeliveryError(
                         f"{cfg.where} does not offer STARTTLS; refusing to go on in clear "
                         "(no credentials were sent)",
                         hint="use MAILER_SMTP_SECURITY=tls for port 465",
                     )
                 await _upgrade(client, cfg)
-                ehlo = await client.ehlo()
+                await client.ehlo()
             authenticated = None
             if cfg.username:
                 await client.login(cfg.username, cfg.password or "")
                 authenticated = cfg.username
-        except SMTPAuthenticationError as exc:
-            client.close()
-            raise DeliveryError(
-                f"authentication failed at {cfg.where}: {exc.code} {exc.message}",
-                hint="check MAILER_SMTP_USERNAME and MAILER_SMTP_PASSWORD",
-            ) from None
-        except ssl.SSLError as exc:
-            client.close()
-            raise _tls_failed(cfg, exc) from None
-        except (SMTPTimeoutError, SMTPServerDisconnected) as exc:
-            client.close()
-            raise ChannelBroken(Reply(0, f"{_reason(exc)} ({cfg.where})")) from None
-        except SMTPResponseException as exc:
-            client.close()
-            if 400 <= exc.code < 500:
-                raise ChannelBroken(Reply(exc.code, exc.message)) from None
-            raise DeliveryError(f"{cfg.where} refused us: {exc.code} {exc.message}") from None
-        except SMTPException as exc:
-            client.close()
-            raise DeliveryError(f"{cfg.where}: {_reason(exc)}") from None
         tls = None
         ssl_object = client.get_transport_info("ssl_object")
         if isinstance(ssl_object, ssl.SSLObject):
@@ -325,13 +293,48 @@ class SMTPTransport:
             tls = f"{ssl_object.version()} {cipher[0] if cipher else ''}".strip()
         info = ServerInfo(
             banner=banner.message,
-            ehlo=ehlo.message,
             extensions=dict(client.esmtp_extensions),
             tls=tls,
             authenticated_as=authenticated,
         )
-        self.last_info = info
         return client, info
+
+
+@contextlib.contextmanager
+def _session_errors(client: aiosmtplib.SMTP, cfg: SMTPConfig) -> Iterator[None]:
+    """Map what opening a session can raise to our errors, closing the client on any:
+
+    - a 4xx reply (at connect, EHLO, AUTH…), a timeout or a dropped connection: the
+      relay is busy now; ``ChannelBroken``, which the engine retries with backoff;
+    - failed authentication, TLS, a 5xx reply, an unreachable host: ``DeliveryError``,
+      which stops the run at once (no retry storm against a relay that refuses us).
+
+    The password is never part of a message, and no cause that might hold it is chained.
+    """
+    where = cfg.where
+    try:
+        yield
+    except BaseException as exc:
+        client.close()
+        if isinstance(exc, MailerError | asyncio.CancelledError):
+            raise
+        if isinstance(exc, SMTPAuthenticationError):
+            raise DeliveryError(
+                f"authentication failed at {where}: {exc.code} {exc.message}",
+                hint="check MAILER_SMTP_USERNAME and MAILER_SMTP_PASSWORD",
+            ) from None
+        if isinstance(exc, ssl.SSLError):
+            raise _tls_failed(cfg, exc) from None
+        if isinstance(exc, SMTPResponseException):
+            if 400 <= exc.code < 500:
+                raise ChannelBroken(Reply(exc.code, exc.message)) from None
+            verb = "refused the connection" if isinstance(exc, SMTPConnectError) else "refused us"
+            raise DeliveryError(f"{where} {verb}: {exc.code} {exc.message}") from None
+        if isinstance(exc, SMTPTimeoutError | SMTPServerDisconnected):
+            raise ChannelBroken(Reply(0, f"{_reason(exc)} ({where})")) from None
+        if isinstance(exc, SMTPException | OSError):
+            raise DeliveryError(f"cannot connect to {where}: {_reason(exc)}") from None
+        raise
 
 
 async def _upgrade(client: aiosmtplib.SMTP, cfg: SMTPConfig) -> None:
@@ -364,6 +367,16 @@ def _tls_failed(cfg: SMTPConfig, exc: ssl.SSLError) -> DeliveryError:
             "certificate (PEM); certificates are always verified",
         )
     return DeliveryError(f"TLS failed with {cfg.where}: {_reason(exc)}")
+
+
+async def _public_data(client: aiosmtplib.SMTP, data: bytes, timeout: float) -> Reply:
+    """DATA and the body through aiosmtplib's public ``SMTP.data()`` (the mark was awaited
+    before DATA rather than after 354; kept to compare in bench/ and as a fallback)."""
+    try:
+        reply = await client.data(data, timeout=timeout)
+    except SMTPDataError as exc:
+        return Reply(exc.code, exc.message, "message")
+    return Reply(reply.code, reply.message, "message")
 
 
 async def _settle_closes() -> None:

@@ -1,18 +1,16 @@
-"""The ``mailer forward`` command: one article to up to five friends, each their own message."""
+"""``mailer forward``: one article to up to five friends, each their own message."""
 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from mailer.campaign import CampaignRun, campaign_delivery, settle_campaign
-from mailer.cli_common import reports_errors
-from mailer.delivery import deliver
+from mailer.campaign import Outcome, run_campaign, write_previews
+from mailer.cli.common import exit_code, plural, reports_errors
+from mailer.cli.progress import SendDisplay, print_summary
 from mailer.errors import EXIT_OK, EXIT_RESUMABLE, InputError
 from mailer.forward import (
     MAX_FRIENDS,
@@ -25,13 +23,11 @@ from mailer.forward import (
     start_campaigns,
 )
 from mailer.ledger import Ledger
-from mailer.models import Recipient, Rendered, SendResult, Status
-from mailer.pipeline import delivery_policy, newsletter_context, smtp_config
-from mailer.progress import Report, run_with_progress
+from mailer.models import Recipient, Rendered
+from mailer.pipeline import newsletter_context
 from mailer.render import make_environment
 from mailer.settings import Settings, load_settings
 from mailer.suppression import Suppression
-from mailer.transports.files import FilesTransport
 from mailer.transports.smtp import SMTPTransport
 
 
@@ -105,11 +101,10 @@ def forward(
     rendered = render_forward(request, env=env, newsletter=newsletter_context(settings))
     if send:
         raise typer.Exit(_send(settings, request, rendered, suppression))
-    folder = out or settings.previews_dir / request.preview_name
-    _write_previews(settings, request, rendered, folder)
+    _preview(settings, request, rendered, out or settings.previews_dir / request.preview_name)
 
 
-def _write_previews(settings: Settings, request: Forward, rendered: Rendered, folder: Path) -> None:
+def _preview(settings: Settings, request: Forward, rendered: Rendered, folder: Path) -> None:
     """The dry run: the same guards (the ledger read only), nothing recorded."""
     ledger = Ledger.open(settings.ledger, readonly=True) if settings.ledger.is_file() else None
     try:
@@ -118,17 +113,15 @@ def _write_previews(settings: Settings, request: Forward, rendered: Rendered, fo
         if ledger is not None:
             ledger.close()
     composers = [forward_composer(settings, request, rendered, f) for f in request.friends]
-    first = Recipient(email=request.friends[0])
-    html, text = composers[0].preview_documents(first, rendered)
-    transport = FilesTransport(folder, extras={"forward.html": html, "forward.txt": text})
+    html, text = composers[0].preview_documents(Recipient(request.friends[0]), rendered)
     messages = (
         composer.compose(Recipient(email=friend), index)
         for index, (composer, friend) in enumerate(zip(composers, request.friends, strict=True), 1)
     )
-    counts = asyncio.run(_count(deliver(transport, messages)))
-    written = counts[Status.SENT]
+    extras = {"forward.html": html, "forward.txt": text}
+    written = asyncio.run(write_previews(folder, messages, extras=extras))
     print(
-        f"Wrote {written} message{'s' if written != 1 else ''} for {rendered.subject!r} "
+        f"Wrote {plural(written, 'message')} for {rendered.subject!r} "
         f"to {folder}/ (nothing was sent)"
     )
     print(f"Open {folder / 'forward.html'} in a browser, or any .eml file in a mail client.")
@@ -137,42 +130,40 @@ def _write_previews(settings: Settings, request: Forward, rendered: Rendered, fo
 def _send(
     settings: Settings, request: Forward, rendered: Rendered, suppression: Suppression
 ) -> int:
-    """Check the ledger under its write lock, record one campaign per friend, send each."""
-    policy = delivery_policy(settings)
-    ledger = Ledger.open(settings.ledger, wait=2.0)
-    code = EXIT_OK
-    try:
+    """Check the ledger under its write lock, record one campaign per friend, and send them
+    all over one transport in one event loop."""
+    transport = SMTPTransport(settings.smtp_config())
+    policy = settings.delivery_policy()
+    with Ledger.open(settings.ledger, wait=2.0) as ledger:
         check_history(ledger, request, quota=settings.forward_daily_quota)
         campaigns = start_campaigns(ledger, request)
-        for friend, campaign in zip(request.friends, campaigns, strict=True):
-            transport = SMTPTransport(smtp_config(settings))
-            print(f"Forwarding {rendered.subject!r} to {friend} via {transport.config.where}")
-            composer = forward_composer(settings, request, rendered, friend)
-            run = campaign_delivery(
-                ledger, campaign, transport, policy, composer.compose, suppression=suppression
-            )
-            report = asyncio.run(_drive(run, ledger))
-            # as for a digest: a 5.1.x address is not mailed again
-            settle_campaign(
-                ledger, campaign, suppression=suppression, note="hard bounce (5.1.x) of a forward"
-            )
-            if report.interrupted:
-                return EXIT_RESUMABLE
-            code = max(code, report.exit_code)
-    finally:
-        ledger.close()
-    return code
 
+        async def send_all() -> list[Outcome]:
+            outcomes: list[Outcome] = []
+            for friend, campaign in zip(request.friends, campaigns, strict=True):
+                print(f"Forwarding {rendered.subject!r} to {friend} via {transport.config.where}")
+                display = SendDisplay()
+                try:
+                    outcome = await run_campaign(
+                        ledger,
+                        campaign,
+                        transport,
+                        policy,
+                        forward_composer(settings, request, rendered, friend).compose,
+                        suppression=suppression,
+                        on_start=display.start,
+                        on_result=display.result,
+                        trust_history=True,
+                    )
+                finally:
+                    display.close()
+                print_summary(outcome)
+                outcomes.append(outcome)
+                if outcome.stopped:
+                    break
+            return outcomes
 
-async def _drive(run: CampaignRun, ledger: Ledger) -> Report:
-    try:
-        return await run_with_progress(run.engine, total=max(run.planned, 1))
-    finally:
-        await ledger.flush()
-
-
-async def _count(results: AsyncIterator[SendResult]) -> Counter[Status]:
-    counts: Counter[Status] = Counter()
-    async for result in results:
-        counts[result.status] += 1
-    return counts
+        outcomes = asyncio.run(send_all())
+    if any(outcome.stopped for outcome in outcomes):
+        return EXIT_RESUMABLE
+    return max((exit_code(outcome) for outcome in outcomes), default=EXIT_OK)

@@ -14,7 +14,9 @@ from typing import ParamSpec, TypeVar
 
 import typer
 
-from mailer.errors import EXIT_RESUMABLE, MailerError
+from mailer.campaign import Outcome
+from mailer.errors import EXIT_INCOMPLETE, EXIT_OK, EXIT_RESUMABLE, Interrupted, MailerError
+from mailer.models import Status
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -25,8 +27,21 @@ def err(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-class Interrupted(BaseException):
-    """SIGTERM or SIGHUP outside a send loop: unwinds like Ctrl-C (``KeyboardInterrupt``)."""
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """``1 message``, ``2 messages``, ``3 addresses`` (with ``many``)."""
+    return f"{count:,} {word if count == 1 else many or word + 's'}"
+
+
+def exit_code(outcome: Outcome) -> int:
+    """The exit-code policy of a send (the README's table): 75 when stopped by a signal,
+    1 when anyone failed, was deferred, is unknown or is left to send, else 0."""
+    if outcome.stopped:
+        return EXIT_RESUMABLE
+    results = outcome.results
+    bad = results[Status.FAILED] + results[Status.DEFERRED] + results[Status.UNKNOWN]
+    if bad or outcome.not_sent or outcome.left or outcome.unknown:
+        return EXIT_INCOMPLETE
+    return EXIT_OK
 
 
 def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
@@ -42,9 +57,8 @@ def _stop_signals() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {
-        sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGTERM, signal.SIGHUP)
-    }
+    stops = (signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, _raise_interrupted) for sig in stops}
     try:
         yield
     finally:

@@ -13,21 +13,20 @@ from typing import Annotated, TextIO
 
 import typer
 
-from mailer.cli_common import err, reports_errors
+from mailer.cli.common import err, reports_errors
+from mailer.csvfile import atomic_writer, read_header
 from mailer.errors import EXIT_INCOMPLETE, EXIT_USAGE, InputError, MailerError
+from mailer.headers import normalise_email
 from mailer.models import Recipient
 from mailer.settings import SAMPLE_SECRET_KEY, Settings, load_settings
 from mailer.subscribers import (
     RowProblem,
     add_subscriber,
-    atomic_writer,
     import_subscribers,
     list_files,
     list_name,
     list_path_for_writing,
     make_recipient,
-    normalise_email,
-    read_header,
     read_list,
     remove_subscriber,
     resolve_list,

@@ -10,9 +10,9 @@ from typing import Annotated, Any
 
 import typer
 
-from mailer.cli_common import reports_errors
-from mailer.errors import MailerError
-from mailer.ledger import Campaign, DeliveryRow, Ledger, LedgerBusy, State
+from mailer.cli.common import reports_errors
+from mailer.errors import LedgerBusy, MailerError
+from mailer.ledger import Campaign, DeliveryRow, Ledger, State
 from mailer.settings import load_settings
 
 # The order in which states are shown: outcomes first, then what is left to do.

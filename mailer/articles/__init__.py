@@ -1,0 +1,164 @@
+"""Article files → ``Article``: Markdown with YAML front matter, and cluttered plain text."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from mailer.articles.fields import Meta, Parts, excerpt, one_line, parse_date_text
+from mailer.articles.files import ARTICLE_SUFFIXES, SkipHandler, article_files, is_inside, read_text
+from mailer.articles.markdown import MAX_FRONT_MATTER_CHARS, load_markdown
+from mailer.articles.text import compile_clutter, load_txt
+from mailer.errors import InputError
+from mailer.headers import is_web_url, slugify
+from mailer.models import Article
+
+__all__ = [
+    "ARTICLE_SUFFIXES",
+    "MAX_FRONT_MATTER_CHARS",
+    "SUMMARY_CHARS",
+    "SkipHandler",
+    "article_files",
+    "compile_clutter",
+    "cut_at_word",
+    "is_inside",
+    "load_article",
+    "load_articles",
+]
+
+SUMMARY_CHARS = 280
+
+
+def load_articles(
+    folder: Path,
+    *,
+    extra_clutter: Sequence[str] = (),
+    base_url: str | None = None,
+    zone: dt.tzinfo = dt.UTC,
+    on_skip: SkipHandler | None = None,
+) -> list[Article]:
+    """Load every article file in ``folder`` (see ``article_files`` and ``load_article``).
+
+    A broken file raises ``InputError`` naming it: a digest is never built from a folder
+    where something is silently missing. Files never read are told to ``on_skip``.
+    """
+    if not folder.is_dir():
+        raise InputError(f"{folder}: articles folder not found")
+    clutter = compile_clutter(extra_clutter)
+    return [
+        load_article(path, clutter=clutter, base_url=base_url, zone=zone, folder=folder)
+        for path in article_files(folder, on_skip=on_skip)
+    ]
+
+
+def load_article(
+    path: Path,
+    *,
+    clutter: Sequence[re.Pattern[str]] | None = None,
+    base_url: str | None = None,
+    zone: dt.tzinfo = dt.UTC,
+    folder: Path | None = None,
+) -> Article:
+    """Parse one ``.md`` or ``.txt`` file; any problem is one ``InputError`` naming the file.
+
+    With ``folder``, a path that leads outside it once symlinks are resolved is refused and
+    never opened. ``zone`` is the newsletter's time zone: a date alone means that day there,
+    a time without an offset is a time there, one with an offset is that instant.
+    ``Article.published`` is the instant in UTC and ``Article.date`` its day in ``zone``; a
+    file without a date is dated by its modification time.
+    """
+    if folder is not None and not is_inside(path, folder):
+        raise InputError(f"{path}: leads outside the articles folder {folder}; not read")
+    text, mtime = read_text(path)
+    if clutter is None:
+        clutter = compile_clutter()
+    if path.suffix.lower() == ".txt":
+        meta, parts = load_txt(path, text, clutter)
+    else:
+        meta, parts = load_markdown(path, text)
+    return _build(meta, parts, base_url=base_url, zone=zone, mtime=mtime)
+
+
+def _build(
+    meta: Meta, parts: Parts, *, base_url: str | None, zone: dt.tzinfo, mtime: float
+) -> Article:
+    path = meta.path
+    title = meta.text("title")
+    if not title:
+        raise InputError(f"{path}: no title (add 'title:' or a headline line above the story)")
+    slug = meta.text("slug") or slugify(path.stem, "article")
+    published, day, date_only = _when(meta, zone, mtime)
+    url = meta.text("url")
+    if not url and base_url:
+        url = base_url.rstrip("/") + "/" + slug
+    if not url:
+        raise InputError(f"{path}: no url (add 'url:' so the digest can link to the article)")
+    _check_url(meta, "url", url)
+    image = meta.text("image")
+    if image:
+        _check_url(meta, "image", image)
+    summary = meta.text("summary") or cut_at_word(parts.first_para, SUMMARY_CHARS)
+    return Article(
+        slug=slug,
+        title=title,
+        date=day,
+        url=url,
+        summary=summary,
+        body_html=parts.body_html,
+        body_text=parts.body_text,
+        source=path,
+        published=published,
+        author=meta.text("author"),
+        tags=meta.tags(),
+        image=image,
+        date_from_mtime="date" not in meta.values,
+        date_only=date_only,
+    )
+
+
+def _when(meta: Meta, zone: dt.tzinfo, mtime: float) -> tuple[dt.datetime, dt.date, bool]:
+    """The article's instant (UTC), its day in ``zone``, and whether it was a date alone."""
+    text = meta.text("date")
+    if text is None:
+        try:
+            published = dt.datetime.fromtimestamp(mtime, dt.UTC)
+            return published, published.astimezone(zone).date(), False
+        except (OverflowError, OSError, ValueError):
+            raise InputError(
+                f"{meta.path}: no date, and the file's time is out of range (add 'date:')"
+            ) from None
+    where = f"{meta.where('date')}: 'date' {excerpt(text)}"
+    try:
+        when = parse_date_text(text)
+        if when is None:
+            raise InputError(
+                f"{where} is not a date (use YYYY-MM-DD, or YYYY-MM-DDTHH:MM:SS+01:00 with a time)"
+            )
+        if isinstance(when, dt.datetime):
+            published = (when if when.tzinfo else when.replace(tzinfo=zone)).astimezone(dt.UTC)
+            return published, published.astimezone(zone).date(), False
+        start = dt.datetime.combine(when, dt.time(), tzinfo=zone)
+        return start.astimezone(dt.UTC), when, True
+    except ValueError as exc:
+        raise InputError(f"{where} is not a valid date ({one_line(str(exc))})") from None
+    except OverflowError:
+        raise InputError(f"{where} is out of range") from None
+
+
+def _check_url(meta: Meta, key: str, url: str) -> None:
+    if not is_web_url(url):
+        raise InputError(f"{meta.where(key)}: '{key}' must be an http(s) URL, not {excerpt(url)}")
+
+
+def cut_at_word(text: str, limit: int) -> str:
+    """Cut ``text`` to at most ``limit`` characters at a word boundary, adding an ellipsis."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    if space > limit // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:-–—") + "…"

@@ -1,0 +1,332 @@
+"""``mailer digest`` (previews, or ``--send``) and ``mailer check`` (the relay)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import itertools
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mailer.campaign import (
+    Audience,
+    Outcome,
+    check_campaign_name,
+    count_needing_smtputf8,
+    find_digest_campaign,
+    open_digest_campaign,
+    run_campaign,
+    write_previews,
+)
+from mailer.cli.common import err, exit_code, plural, reports_errors
+from mailer.cli.progress import SendDisplay, print_summary
+from mailer.delivery import Delivery
+from mailer.errors import EXIT_USAGE, InputError
+from mailer.ledger import Ledger
+from mailer.models import Status
+from mailer.pipeline import DigestOptions, prepare_digest
+from mailer.settings import Settings, load_settings
+from mailer.subscribers import RowProblem, list_name, read_list, resolve_list
+from mailer.suppression import Suppression
+from mailer.transports.smtp import SMTPTransport, needs_smtputf8
+
+
+def register(app: typer.Typer) -> None:
+    app.command("digest")(digest)
+    app.command("check")(check)
+
+
+@reports_errors
+def digest(
+    articles: Annotated[
+        Path | None, typer.Option(help="Folder of article files [MAILER_ARTICLES_DIR].")
+    ] = None,
+    list_: Annotated[
+        str | None,
+        typer.Option(
+            "--list", help="List name (lists/<name>.csv) or CSV path [MAILER_DEFAULT_LIST]."
+        ),
+    ] = None,
+    date: Annotated[
+        str | None,
+        typer.Option(help="Issue date, YYYY-MM-DD (default: today in MAILER_TIMEZONE)."),
+    ] = None,
+    days: Annotated[
+        int, typer.Option(min=1, max=3660, help="Days the issue covers, ending on --date.")
+    ] = 7,
+    max_articles: Annotated[
+        int | None, typer.Option(min=1, help="At most this many articles, newest first.")
+    ] = None,
+    subject: Annotated[
+        str | None, typer.Option(help="Subject line (default: '<name>: week of <date>').")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Preview folder [MAILER_PREVIEWS_DIR].")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Stop after N recipients.")] = None,
+    strict: Annotated[
+        bool, typer.Option(help="Invalid list rows are fatal instead of skipped.")
+    ] = False,
+    send: Annotated[
+        bool, typer.Option(help="Really send over SMTP (default: write previews).")
+    ] = False,
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, max=256, help="SMTP connections [MAILER_CONCURRENCY].")
+    ] = None,
+    rate: Annotated[
+        float | None,
+        typer.Option(help="At most R messages per second over all connections [MAILER_RATE]."),
+    ] = None,
+    campaign: Annotated[
+        str | None,
+        typer.Option(help="Campaign name in the ledger (default: '<list> <date>')."),
+    ] = None,
+    resend_unknown: Annotated[
+        bool, typer.Option(help="Also resend recipients whose earlier outcome is unknown.")
+    ] = False,
+    accept_changes: Annotated[
+        bool,
+        typer.Option(
+            help="Resume a campaign whose articles, templates or settings changed since it "
+            "started: the rest of its audience gets the issue as it is now."
+        ),
+    ] = False,
+) -> None:
+    """Build this week's digest and write one preview .eml per subscriber (or --send it)."""
+    settings = load_settings(
+        articles_dir=articles, previews_dir=out, concurrency=concurrency, rate=rate
+    )
+    options = DigestOptions(
+        issue_date=_parse_date(date) if date is not None else settings.today(),
+        days=days,
+        max_articles=max_articles,
+        subject=subject,
+        list_ref=list_,
+        campaign=campaign,
+    )
+    if list_ is not None and not list_.strip():
+        raise InputError("--list: empty; give a list name or a .csv path")
+    if campaign is not None:
+        check_campaign_name(campaign)
+    rows = _RowReport()
+    if not send:
+        raise typer.Exit(_preview(settings, options, rows, strict=strict, limit=limit))
+    settings.require_real_secret()
+    list_path = resolve_list(
+        list_ if list_ is not None else settings.default_list, settings.lists_dir
+    )
+    suppression = Suppression.for_lists_dir(settings.lists_dir)
+    audience = Audience(list_path, suppression, strict=strict, on_problem=rows.invalid)
+    request = _SendRequest(options, date is not None, limit, resend_unknown, accept_changes)
+    outcome = _send(settings, audience, request)
+    print_summary(outcome)
+    rows.report(suppressed=audience.suppressed + outcome.results[Status.SKIPPED])
+    raise typer.Exit(_report_campaign(outcome))
+
+
+@dataclasses.dataclass(frozen=True)
+class _SendRequest:
+    options: DigestOptions
+    date_given: bool
+    limit: int | None
+    resend_unknown: bool
+    accept_changes: bool
+
+
+def _send(settings: Settings, audience: Audience, request: _SendRequest) -> Outcome:
+    """Find or start the campaign, check it, and run it with progress on screen."""
+    transport = SMTPTransport(settings.smtp_config())
+    policy = settings.delivery_policy()
+    with Ledger.open(settings.ledger, wait=2.0) as ledger:
+        if ledger.recovered:
+            print(
+                f"The last run stopped abruptly: {ledger.recovered} message(s) whose outcome "
+                "was never recorded are now 'unknown' (see `mailer status --list unknown`)."
+            )
+        options = request.options
+        target = find_digest_campaign(
+            ledger,
+            audience.list_path,
+            issue_date=options.issue_date,
+            days=options.days,
+            date_given=request.date_given,
+            name=options.campaign,
+            legacy_name=f"{settings.newsletter_name} {options.issue_date.isoformat()}",
+        )
+        existing = target.existing
+        prepared = prepare_digest(
+            settings,
+            dataclasses.replace(options, issue_date=target.issue_date, campaign=target.name),
+            fields=existing.fields if existing else None,
+            cutoff=existing.cutoff if existing else None,
+            on_skip=_skipped_article,
+        )
+        if target.resumed_open_issue:
+            print(
+                f"Resuming the unfinished issue of {target.issue_date} to "
+                f"{list_name(audience.list_path)} (campaign {target.name!r}); give --date to "
+                "start another issue."
+            )
+        elif existing is not None:
+            print(f"Resuming campaign {target.name!r} ({existing.frozen_count} recipients).")
+        campaign = open_digest_campaign(
+            ledger, target, prepared, audience, accept_changes=request.accept_changes
+        )
+        if campaign.finished_at is not None:
+            print(f"Campaign {campaign.name!r} is finished; nothing to send.")
+            return Outcome(campaign, counts=ledger.counts(campaign))
+        _warn_smtputf8(count_needing_smtputf8(ledger, campaign), transport)
+        display = SendDisplay()
+
+        def starting(engine: Delivery, planned: int) -> None:
+            rate = f", at most {policy.rate:g}/s" if policy.rate else ""
+            print(
+                f"Sending {prepared.digest.subject!r} to {plural(planned, 'recipient')} via "
+                f"{transport.config.where} ({policy.concurrency} connections{rate})",
+                flush=True,
+            )
+            display.start(engine, planned)
+
+        async def run() -> Outcome:
+            try:
+                return await run_campaign(
+                    ledger,
+                    campaign,
+                    transport,
+                    policy,
+                    prepared.composer.compose,
+                    suppression=audience.suppression,
+                    resend_unknown=request.resend_unknown,
+                    limit=request.limit,
+                    on_start=starting,
+                    on_result=display.result,
+                )
+            finally:
+                display.close()
+
+        return asyncio.run(run())
+
+
+def _report_campaign(outcome: Outcome) -> int:
+    """The lines after a send's summary, and its exit code."""
+    if outcome.bounces_suppressed:
+        added = plural(outcome.bounces_suppressed, "hard-bounced address", "hard-bounced addresses")
+        print(f"Added {added} to suppression.")
+    if outcome.unknown:
+        print(
+            f"{outcome.unknown} recipient(s) of this campaign are 'unknown': the server may "
+            "have accepted them. `mailer status --list unknown` lists them; add "
+            "--resend-unknown to send them again."
+        )
+    if outcome.stopped or outcome.left:
+        print(f"{outcome.left} recipient(s) still to send: run the same command again to resume.")
+    return exit_code(outcome)
+
+
+def _preview(
+    settings: Settings, options: DigestOptions, rows: _RowReport, *, strict: bool, limit: int | None
+) -> int:
+    """The dry run: the same audience a new campaign would freeze, written as files."""
+    prepared = prepare_digest(settings, options, on_skip=_skipped_article)
+    suppression = Suppression.for_lists_dir(settings.lists_dir)
+    audience = Audience(prepared.list_path, suppression, strict=strict, on_problem=rows.invalid)
+    recipients = itertools.islice(audience.mailable(), limit)
+    first = next(recipients, None)
+    if first is None:
+        raise InputError(f"{prepared.list_path}: no valid recipients; nothing to write")
+    folder = settings.previews_dir / f"digest-{options.issue_date.isoformat()}"
+    html, text = prepared.composer.preview_documents(first, prepared.rendered)
+    messages = (
+        prepared.composer.compose(recipient, index)
+        for index, recipient in enumerate(itertools.chain([first], recipients), 1)
+    )
+    extras = {"digest.html": html, "digest.txt": text}
+    written = asyncio.run(write_previews(folder, messages, extras=extras))
+    articles = len(prepared.digest.articles)
+    print(
+        f"Wrote {plural(written, 'message')} for {prepared.digest.subject!r} "
+        f"({articles} articles) to {folder}/"
+    )
+    print(f"Open {folder / 'digest.html'} in a browser, or any .eml file in a mail client.")
+    rows.report(suppressed=audience.suppressed)
+    return 0
+
+
+class _RowReport:
+    """List rows left out of a run: invalid ones (warned as they are met), and a count."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def invalid(self, problem: RowProblem) -> None:
+        self.count += 1
+        err(f"warning: skipped {problem}")
+
+    def report(self, *, suppressed: int) -> None:
+        if self.count:
+            print(f"Skipped {plural(self.count, 'invalid list row')}.")
+        if suppressed:
+            print(f"Skipped {plural(suppressed, 'suppressed address', 'suppressed addresses')}.")
+
+
+def _skipped_article(path: Path, reason: str) -> None:
+    err(f"warning: {path}: skipped ({reason})")
+
+
+def _warn_smtputf8(count: int, transport: SMTPTransport) -> None:
+    if not count:
+        return
+    info = asyncio.run(transport.probe())
+    if "smtputf8" not in info.extensions:
+        print(
+            f"{count} recipient(s) have an address whose local part is not ASCII; "
+            f"{transport.config.where} does not offer SMTPUTF8, so they will be failed "
+            "without being tried (`mailer status --list failed`)."
+        )
+
+
+def _parse_date(value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        err(f"Error: --date: {value[:40]!r} is not a date (use YYYY-MM-DD)")
+        raise typer.Exit(EXIT_USAGE) from None
+
+
+@reports_errors
+def check(
+    list_: Annotated[
+        str | None,
+        typer.Option(
+            "--list",
+            help="Also check that this list can go through the relay (addresses that need "
+            "SMTPUTF8).",
+        ),
+    ] = None,
+) -> None:
+    """Connect to the SMTP relay: EHLO, STARTTLS, AUTH, and report; nothing is sent."""
+    settings = load_settings()
+    transport = SMTPTransport(settings.smtp_config())
+    needs = 0
+    if list_ is not None:
+        path = resolve_list(list_, settings.lists_dir)
+        needs = sum(1 for r in read_list(path) if needs_smtputf8(r.email))
+    info = asyncio.run(transport.probe())
+    print(f"Server:        {transport.config.where}")
+    print(f"Banner:        {info.banner}")
+    print(f"Security:      {settings.smtp_security}" + (f" ({info.tls})" if info.tls else ""))
+    print(f"Authenticated: {info.authenticated_as or 'no (no MAILER_SMTP_USERNAME set)'}")
+    extensions = ", ".join(
+        f"{name.upper()} {value}".strip() for name, value in sorted(info.extensions.items())
+    )
+    print(f"Extensions:    {extensions}")
+    if list_ is not None:
+        if needs and "smtputf8" not in info.extensions:
+            print(
+                f"List:          {needs} address(es) of {list_} have a non-ASCII local part "
+                "and need SMTPUTF8, which this relay does not offer: they would be failed."
+            )
+        else:
+            print(f"List:          every address of {list_} can go through this relay.")
+    print("OK: ready to send.")
