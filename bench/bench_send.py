@@ -468,7 +468,8 @@ def inspect_ledger(path: Path) -> LedgerFile | None:
     return LedgerFile(size, wal_size, {str(state): int(count) for state, count in rows})
 
 
-SUMMARY_RE = re.compile(r"^(\d+) recipients in ([0-9.]+) s \(", re.MULTILINE)
+# "20000 recipients in …" before the CLI's refactor, "20,000 recipients in …" after it
+SUMMARY_RE = re.compile(r"^([\d,]+) recipients in ([0-9.]+) s \(", re.MULTILINE)
 
 
 def send_loop_seconds(text: str) -> float | None:

@@ -231,7 +231,7 @@ def prepare_forward(
 # --- ledger guards -----------------------------------------------------------------------
 
 
-def check_history(
+def check_forward_limits(
     ledger: Ledger | None, forward: Forward, *, quota: int, now: dt.datetime | None = None
 ) -> None:
     """The quota per sender and the one-per-friend-and-article rule, from what was sent.

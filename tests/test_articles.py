@@ -7,10 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from mailer.articles import SUMMARY_CHARS, compile_clutter, cut_at_word, load_article, load_articles
-from mailer.cli import app
+from tests.cli import invoke
 from tests.conftest import REPO
 
 # A local paper's page, copied from the browser with its banner, navigation, caption, byline,
@@ -228,12 +227,12 @@ def test_mailer_clutter_patterns_setting_drops_a_custom_line(sample: Path) -> No
     args = ["digest", "--date", "2026-11-27", "--limit", "1"]
     digest_txt = sample / "previews" / "digest-2026-11-27" / "digest.txt"
 
-    plain = CliRunner().invoke(app, args)
+    plain = invoke(*args)
     assert plain.exit_code == 0, plain.output
     assert "Listen to The Quayside" in digest_txt.read_text(encoding="utf-8")
 
     env = {"MAILER_CLUTTER_PATTERNS": '["listen to the quayside", "^Gift this article$"]'}
-    cleaned = CliRunner().invoke(app, args, env=env)
+    cleaned = invoke(*args, env=env)
     assert cleaned.exit_code == 0, cleaned.output
     text = digest_txt.read_text(encoding="utf-8")
     assert "Quayside" not in text

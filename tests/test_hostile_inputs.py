@@ -19,9 +19,8 @@ from typing import Any
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
-from mailer.cli import app
+from tests.cli import invoke
 from tests.conftest import REPO
 
 # Deterministic, so that CI runs the same examples every time; bounded, so the suite stays
@@ -186,7 +185,7 @@ def snapshot(root: Path, *, skip: Path) -> dict[str, str]:
 
 def run_cli(root: Path, args: list[str], out: Path) -> None:
     before = snapshot(root, skip=out)
-    result = CliRunner().invoke(app, args, env=ENV)
+    result = invoke(*args, env=ENV)
     output = result.output
     assert "Traceback" not in output, output
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(
@@ -241,7 +240,7 @@ def test_any_list_file_gives_previews_or_one_error_line(text: str) -> None:
 def test_any_list_file_validates_or_gives_one_error_line(text: str) -> None:
     with project() as root:
         (root / "lists" / "random.csv").write_text(text, encoding="utf-8", errors="surrogatepass")
-        result = CliRunner().invoke(app, ["lists", "validate", "random"], env=ENV)
+        result = invoke("lists", "validate", "random", env=ENV)
         assert "Traceback" not in result.output
         assert result.exit_code in (0, 1, 2), result.output  # 1: some rows are invalid
         errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
@@ -270,7 +269,7 @@ def test_any_option_values_give_a_digest_or_one_error_line(
         for flag, value in options:
             args += [flag, value]
         before = snapshot(root, skip=out)
-        result = CliRunner().invoke(app, args, env=ENV)
+        result = invoke(*args, env=ENV)
         assert "Traceback" not in result.output, result.output
         assert result.exception is None or isinstance(result.exception, SystemExit)
         assert result.exit_code in (0, 2), (result.exit_code, result.output)

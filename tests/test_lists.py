@@ -19,19 +19,7 @@ from mailer.suppression import Suppression
 from tests.cli import invoke
 from tests.conftest import REPO
 from tests.files import leftovers, rows
-
-
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """A real process, as a user runs it."""
-    return subprocess.run(
-        [sys.executable, "-m", "mailer", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(cwd), "PYTHONPATH": str(REPO)},
-    )
-
+from tests.process import run_mailer
 
 MESSY = (
     "\ufeffEmail , Name ,Team\n"
@@ -372,15 +360,15 @@ def test_validate_exit_codes(sample: Path) -> None:
 def test_validate_and_import_in_a_real_process(sample: Path) -> None:
     source = sample / "new.csv"
     source.write_text(MESSY, encoding="utf-8")
-    imported = run_cli("lists", "import", "example", "new.csv", cwd=sample)
+    imported = run_mailer("lists", "import", "example", "new.csv", cwd=sample)
     assert imported.returncode == 0, imported.stderr
     assert "3 added, 2 duplicates, 3 invalid." in imported.stdout
-    checked = run_cli("lists", "validate", "example", cwd=sample)
+    checked = run_mailer("lists", "validate", "example", cwd=sample)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "lists/example.csv: 8 subscribers (0 suppressed), 1 duplicate, 0 invalid: OK." in (
         checked.stdout
     )
-    failing = run_cli("lists", "validate", "new.csv", cwd=sample)
+    failing = run_mailer("lists", "validate", "new.csv", cwd=sample)
     assert failing.returncode == 1
     assert "Traceback" not in failing.stderr
     assert failing.stdout.count("new.csv:") == 4  # three rows and the summary

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import email
-import email.header
-from email import policy
-from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -20,7 +16,7 @@ from mailer.models import Recipient, Rendered
 from mailer.render import make_environment, render_digest
 from mailer.tokens import make_token, verify_token
 from tests.conftest import REPO
-from tests.mail import decoded_display_name, long_lines, raw_header
+from tests.mail import decoded_display_name, long_lines, parsed, raw_header
 
 SECRET = "test-secret-key-for-the-message-tests"
 INJECTION = "=?UTF-8?Q?Alice=0ABcc:_x@evil.com?="
@@ -52,12 +48,6 @@ def composer(rendered: Rendered, *, from_address: str = "news@example.com") -> C
         unsubscribe_token=lambda r: make_token(SECRET, "example", r.email),
         campaign_key="The Sample Weekly 2026-11-27",
     )
-
-
-def parse(data: bytes) -> EmailMessage:
-    msg = email.message_from_bytes(data, policy=policy.default)
-    assert isinstance(msg, EmailMessage)
-    return msg
 
 
 @pytest.mark.parametrize(
@@ -112,7 +102,7 @@ def test_message_structure_and_list_headers(rendered: Rendered) -> None:
     out = composer(rendered).compose(
         Recipient("alice@example.org", "Alice Martin", {"city": "Northfield"}), 1
     )
-    msg = parse(out.data)
+    msg = parsed(out.data)
     assert msg.get_content_type() == "multipart/alternative"
     plain, html = msg.iter_parts()
     assert (plain.get_content_type(), html.get_content_type()) == ("text/plain", "text/html")
@@ -143,7 +133,7 @@ def test_long_names_subjects_and_paragraphs_keep_lines_under_998(rendered: Rende
         name = " ".join(name.split())
         out = c.compose(Recipient(f"r{index}@example.org", name), index)
         assert long_lines(out.data) == [], name[:20]
-        msg = parse(out.data)
+        msg = parsed(out.data)
         assert str(msg["Subject"]) == long_subject
         if name.isascii() and len(name) < 100:
             assert msg["To"].addresses[0].display_name == name
@@ -156,7 +146,7 @@ def test_non_ascii_name_decodes_back_exactly(rendered: Rendered) -> None:
     out = composer(rendered).compose(Recipient("zoe@example.com", "Zoë Durand-Ōtani"), 1)
     raw = raw_header(out.data, "To")
     assert raw.isascii() and "=?utf-8?" in raw.lower()
-    msg = parse(out.data)
+    msg = parsed(out.data)
     assert msg["To"].addresses[0].display_name == "Zoë Durand-Ōtani"
     assert msg["To"].addresses[0].addr_spec == "zoe@example.com"
 
@@ -167,7 +157,7 @@ def test_message_ids_and_unsubscribe_urls_are_unique_and_in_the_from_domain(
     c = composer(rendered)
     ids, urls = set(), set()
     for i in range(300):
-        msg = parse(c.compose(Recipient(f"user{i}@example.org", f"User {i}"), i + 1).data)
+        msg = parsed(c.compose(Recipient(f"user{i}@example.org", f"User {i}"), i + 1).data)
         ids.add(msg["Message-ID"])
         urls.add(msg["List-Unsubscribe"])
         assert msg["Message-ID"].endswith("@example.com>")
@@ -185,14 +175,14 @@ def test_message_ids_and_unsubscribe_urls_are_unique_and_in_the_from_domain(
 def test_internationalised_from_domain_is_written_in_ascii(rendered: Rendered) -> None:
     c = composer(rendered, from_address="news@bücher.example")
     out = c.compose(Recipient("ana@example.org", "Ana"), 1)
-    msg = parse(out.data)
+    msg = parsed(out.data)
     assert msg["From"].addresses[0].domain == "xn--bcher-kva.example"
     assert msg["Message-ID"].endswith("@xn--bcher-kva.example>")
     assert long_lines(out.data) == []
 
 
 def test_empty_name_falls_back_in_bodies_not_in_to(rendered: Rendered) -> None:
-    msg = parse(composer(rendered).compose(Recipient("carol@example.com", ""), 1).data)
+    msg = parsed(composer(rendered).compose(Recipient("carol@example.com", ""), 1).data)
     assert msg["To"] == "carol@example.com"
     plain = msg.get_body(preferencelist=("plain",))
     html = msg.get_body(preferencelist=("html",))
@@ -203,7 +193,7 @@ def test_empty_name_falls_back_in_bodies_not_in_to(rendered: Rendered) -> None:
 
 def test_personal_values_are_escaped_in_html_only(rendered: Rendered) -> None:
     out = composer(rendered).compose(Recipient("eve@example.org", "Eve <b>&</b> Co"), 1)
-    msg = parse(out.data)
+    msg = parsed(out.data)
     plain = msg.get_body(preferencelist=("plain",))
     html = msg.get_body(preferencelist=("html",))
     assert plain is not None and html is not None
@@ -221,4 +211,4 @@ def test_outgoing_envelope(rendered: Rendered, tmp_path: Path) -> None:
     # What is written is what parses: save and read back like a mail client would.
     path = tmp_path / "one.eml"
     path.write_bytes(out.data)
-    assert parse(path.read_bytes())["Message-ID"] == out.message_id
+    assert parsed(path.read_bytes())["Message-ID"] == out.message_id

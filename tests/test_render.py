@@ -10,22 +10,14 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from mailer.cli import app
 from mailer.render import inline_css, make_environment, render_template_pair
+from tests.cli import invoke
 from tests.conftest import REPO
 from tests.mail import body, parsed
 
 DIGEST = ["digest", "--date", "2026-11-27"]
 FOLDER = Path("previews") / "digest-2026-11-27"
-
-
-def run(*args: str, env: dict[str, str] | None = None):
-    result = CliRunner().invoke(app, list(args), env=env)
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    assert "Traceback" not in result.output
-    return result
 
 
 def templates(folder: Path, **files: str) -> dict[str, str]:
@@ -61,7 +53,7 @@ def test_a_user_folder_overrides_one_template_and_keeps_the_others(sample: Path)
             "Leave: {{ subscriber.unsubscribe_url }}\n"
         ),
     )
-    result = run(*DIGEST, env=env)
+    result = invoke(*DIGEST, env=env)
     assert result.exit_code == 0, result.output
     msg = first_message(sample)
     text = body(msg, "plain")
@@ -83,7 +75,7 @@ def test_an_override_can_extend_the_default_base_layout(sample: Path) -> None:
             "{% endblock %}\n"
         ),
     )
-    result = run(*DIGEST, env=env)
+    result = invoke(*DIGEST, env=env)
     assert result.exit_code == 0, result.output
     html = body(first_message(sample), "html")
     assert "Only titles, Alice Martin" in html
@@ -95,7 +87,7 @@ def test_an_undefined_variable_names_the_template_and_line(sample: Path) -> None
     env = templates(
         sample / "mytemplates", digest_txt="Hello {{ subscriber.name }}\n\n{{ no_such_thing }}\n"
     )
-    line = assert_failed_cleanly(run(*DIGEST, env=env), sample, "digest.txt.j2:3")
+    line = assert_failed_cleanly(invoke(*DIGEST, env=env), sample, "digest.txt.j2:3")
     assert "no_such_thing" in line and "undefined" in line
 
 
@@ -104,13 +96,13 @@ def test_an_undefined_article_attribute_names_the_template_and_line(sample: Path
         sample / "mytemplates",
         digest_txt="{% for article in articles %}\n{{ article.subtitle }}\n{% endfor %}\n",
     )
-    line = assert_failed_cleanly(run(*DIGEST, env=env), sample, "digest.txt.j2:2")
+    line = assert_failed_cleanly(invoke(*DIGEST, env=env), sample, "digest.txt.j2:2")
     assert "subtitle" in line
 
 
 def test_an_unknown_subscriber_column_is_an_error(sample: Path) -> None:
     env = templates(sample / "mytemplates", digest_txt="{{ subscriber.shoe_size }}\n")
-    line = assert_failed_cleanly(run(*DIGEST, env=env), sample, "digest.txt.j2:1")
+    line = assert_failed_cleanly(invoke(*DIGEST, env=env), sample, "digest.txt.j2:1")
     assert "shoe_size" in line
 
 
@@ -119,7 +111,7 @@ def test_a_syntax_error_names_the_template_and_line(sample: Path) -> None:
         sample / "mytemplates",
         digest_html="<p>one</p>\n<p>two</p>\n{% if %}\n<p>four</p>\n",
     )
-    assert_failed_cleanly(run(*DIGEST, env=env), sample, "digest.html.j2:3")
+    assert_failed_cleanly(invoke(*DIGEST, env=env), sample, "digest.html.j2:3")
 
 
 def test_a_condition_on_a_personal_field_is_a_clear_template_error(sample: Path) -> None:
@@ -127,7 +119,7 @@ def test_a_condition_on_a_personal_field_is_a_clear_template_error(sample: Path)
         sample / "mytemplates",
         digest_txt="Hello\n{% if subscriber.name %}Dear {{ subscriber.name }}{% endif %}\n",
     )
-    line = assert_failed_cleanly(run(*DIGEST, env=env), sample, "digest.txt.j2:2")
+    line = assert_failed_cleanly(invoke(*DIGEST, env=env), sample, "digest.txt.j2:2")
     assert "can only be printed" in line
 
 
@@ -151,7 +143,7 @@ def test_a_filter_on_a_personal_field_is_an_error_not_a_silent_no_op(
     sample: Path, expression: str
 ) -> None:
     env = templates(sample / "mytemplates", digest_txt=f"Hi\n\n{{{{ {expression} }}}}\n")
-    line = assert_failed_cleanly(run(*DIGEST, env=env), sample, "digest.txt.j2:3")
+    line = assert_failed_cleanly(invoke(*DIGEST, env=env), sample, "digest.txt.j2:3")
     assert "can only be printed" in line
 
 
@@ -160,7 +152,7 @@ def test_a_case_filter_around_a_personal_field_is_caught(sample: Path) -> None:
         sample / "mytemplates",
         digest_txt="{% filter upper %}Hi {{ subscriber.name }}{% endfilter %}\n",
     )
-    line = assert_failed_cleanly(run(*DIGEST, env=env), sample, "digest.txt.j2:1")
+    line = assert_failed_cleanly(invoke(*DIGEST, env=env), sample, "digest.txt.j2:1")
     assert "can only be printed" in line
 
 
@@ -173,7 +165,7 @@ def test_printing_personal_fields_in_expressions_still_works(sample: Path) -> No
             "{{ subscriber.unsubscribe_url }}\n"
         ),
     )
-    result = run(*DIGEST, env=env)
+    result = invoke(*DIGEST, env=env)
     assert result.exit_code == 0, result.output
     text = body(first_message(sample), "plain")
     assert text.startswith("Hi Alice Martin! Northfield alice@example.org Alice Martin.\n")
@@ -188,7 +180,7 @@ def test_article_titles_are_autoescaped_in_html(sample: Path) -> None:
         "---\n\nA story.\n",
         encoding="utf-8",
     )
-    result = run(*DIGEST)
+    result = invoke(*DIGEST)
     assert result.exit_code == 0, result.output
     msg = first_message(sample)
     html = body(msg, "html")
@@ -207,7 +199,7 @@ def test_article_text_cannot_forge_a_personal_field(sample: Path) -> None:
         "---\n\nA story about templates.\n",
         encoding="utf-8",
     )
-    result = run(*DIGEST)
+    result = invoke(*DIGEST)
     assert result.exit_code == 0, result.output
     text = body(first_message(sample), "plain")
     assert "Template markers %%MAILER_0%% and %%mAILER_1%% in a story" in text

@@ -16,7 +16,7 @@ from mailer.forward import (
     MAX_FRIENDS,
     MAX_NOTE_CHARS,
     Forward,
-    check_history,
+    check_forward_limits,
     forward_composer,
     prepare_forward,
     render_forward,
@@ -108,7 +108,7 @@ def _preview(settings: Settings, request: Forward, rendered: Rendered, folder: P
     """The dry run: the same guards (the ledger read only), nothing recorded."""
     ledger = Ledger.open(settings.ledger, readonly=True) if settings.ledger.is_file() else None
     try:
-        check_history(ledger, request, quota=settings.forward_daily_quota)
+        check_forward_limits(ledger, request, quota=settings.forward_daily_quota)
     finally:
         if ledger is not None:
             ledger.close()
@@ -135,7 +135,7 @@ def _send(
     transport = SMTPTransport(settings.smtp_config())
     policy = settings.delivery_policy()
     with Ledger.open(settings.ledger, wait=2.0) as ledger:
-        check_history(ledger, request, quota=settings.forward_daily_quota)
+        check_forward_limits(ledger, request, quota=settings.forward_daily_quota)
         campaigns = start_campaigns(ledger, request)
 
         async def send_all() -> list[Outcome]:

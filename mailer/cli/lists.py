@@ -13,7 +13,7 @@ from typing import Annotated, TextIO
 
 import typer
 
-from mailer.cli.common import err, reports_errors
+from mailer.cli.common import err, plural, reports_errors
 from mailer.csvfile import atomic_writer, read_header
 from mailer.errors import EXIT_INCOMPLETE, EXIT_USAGE, InputError, MailerError
 from mailer.headers import normalise_email
@@ -65,10 +65,6 @@ def register(app: typer.Typer) -> None:
     app.command("unsubscribe")(unsubscribe)
     app.command("resubscribe")(resubscribe)
     app.add_typer(lists_app, name="lists")
-
-
-def _plural(count: int, word: str, plural: str | None = None) -> str:
-    return f"{count:,} {word if count == 1 else (plural or word + 's')}"
 
 
 def _settings() -> Settings:
@@ -134,7 +130,7 @@ def overview(ctx: typer.Context) -> None:
             )
         print()
     print(
-        f"Suppression list: {_plural(len(suppression), 'address', 'addresses')} "
+        f"Suppression list: {plural(len(suppression), 'address', 'addresses')} "
         f"({suppression.path}); it is not a subscriber list."
     )
     if failed:
@@ -173,8 +169,8 @@ def show(
             parts.append(f"[suppressed: {entry.describe()}]")
         out.write("  ".join(parts) + "\n")
     print(
-        f"{path}: {_plural(subscribers, 'subscriber')} ({suppressed:,} suppressed), "
-        f"{_plural(duplicates, 'duplicate')}, {invalid:,} invalid"
+        f"{path}: {plural(subscribers, 'subscriber')} ({suppressed:,} suppressed), "
+        f"{plural(duplicates, 'duplicate')}, {invalid:,} invalid"
     )
 
 
@@ -227,7 +223,7 @@ def export(
             count = _write_export(handle, recipients, columns, format_)
     where = "" if output is None else f" to {output}"
     err(
-        f"Exported {_plural(count, 'subscriber')} from {path}{where} "
+        f"Exported {plural(count, 'subscriber')} from {path}{where} "
         f"({skipped:,} suppressed left out, {invalid:,} invalid)."
     )
 
@@ -345,7 +341,7 @@ def import_(
     target = f"new list {list_name(path)}" if report.created else list_name(path)
     print(
         f"Imported {file} into {target} ({path}): {report.added:,} added, "
-        f"{_plural(report.duplicates, 'duplicate')}, {report.invalid:,} invalid."
+        f"{plural(report.duplicates, 'duplicate')}, {report.invalid:,} invalid."
     )
     if report.columns_added:
         print(f"New columns: {', '.join(report.columns_added)}.")
@@ -355,7 +351,7 @@ def import_(
         if unnamed:
             names += f" and {unnamed:,} more"
         print(
-            f"Note: {_plural(suppressed_count, 'added address is', 'added addresses are')} "
+            f"Note: {plural(suppressed_count, 'added address is', 'added addresses are')} "
             f"suppressed and will stay suppressed, so no mail will reach "
             f"{'it' if suppressed_count == 1 else 'them'}: {names}. Run "
             "`mailer resubscribe EMAIL` only for someone who asked to subscribe again."
@@ -381,10 +377,10 @@ def validate(
         out.write(f"{item}\n")
 
     stats = scan_list(path, on_problem=problem, is_suppressed=suppression.is_suppressed)
-    verdict = "OK" if not stats.invalid else f"{_plural(stats.invalid, 'invalid row')}"
+    verdict = "OK" if not stats.invalid else f"{plural(stats.invalid, 'invalid row')}"
     print(
-        f"{path}: {_plural(stats.subscribers, 'subscriber')} ({stats.suppressed:,} suppressed), "
-        f"{_plural(stats.duplicates, 'duplicate')}, {stats.invalid:,} invalid: {verdict}."
+        f"{path}: {plural(stats.subscribers, 'subscriber')} ({stats.suppressed:,} suppressed), "
+        f"{plural(stats.duplicates, 'duplicate')}, {stats.invalid:,} invalid: {verdict}."
     )
     if stats.invalid:
         raise typer.Exit(EXIT_INCOMPLETE)

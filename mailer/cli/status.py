@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from mailer.cli.common import reports_errors
+from mailer.cli.common import plural, reports_errors
 from mailer.errors import LedgerBusy, MailerError
 from mailer.ledger import Campaign, DeliveryRow, Ledger, State
 from mailer.settings import load_settings
@@ -49,8 +49,9 @@ def status(
         bool, typer.Option("--all", help="List every campaign with its counts.")
     ] = False,
     failures: Annotated[int, typer.Option(min=0, help="How many recent failures to show.")] = 10,
-    ledger: Annotated[
-        Path | None, typer.Option(help="Ledger file [MAILER_LEDGER].", show_default=False)
+    ledger_file: Annotated[
+        Path | None,
+        typer.Option("--ledger", help="Ledger file [MAILER_LEDGER].", show_default=False),
     ] = None,
 ) -> None:
     """Show a campaign's counts per state and its recent failures with their SMTP replies.
@@ -61,22 +62,22 @@ def status(
     """
     if all_ and (campaign is not None or list_ is not None):
         raise MailerError("--all lists every campaign; it takes no CAMPAIGN and no --list")
-    path = load_settings(ledger=ledger).ledger
+    path = load_settings(ledger=ledger_file).ledger
     if not path.is_file():
         raise MailerError(
             f"{path}: no ledger yet",
             hint="a campaign is recorded when it is sent (`mailer digest --send`); "
             "--ledger or MAILER_LEDGER names another file",
         )
-    with _open(path) as book:
+    with _open(path) as ledger:
         if all_:
-            _show_all(book, as_json=as_json)
+            _show_all(ledger, as_json=as_json)
             return
-        chosen = _pick(book, campaign)
+        chosen = _pick(ledger, campaign)
         if list_ is not None:
-            _show_addresses(book, chosen, list_, as_json=as_json)
+            _show_addresses(ledger, chosen, list_, as_json=as_json)
         else:
-            _show_campaign(book, chosen, failures=failures, as_json=as_json)
+            _show_campaign(ledger, chosen, failures=failures, as_json=as_json)
 
 
 def _open(path: Path) -> Ledger:
@@ -88,38 +89,38 @@ def _open(path: Path) -> Ledger:
         return Ledger.open(path, readonly=True)
 
 
-def _pick(book: Ledger, name: str | None) -> Campaign:
+def _pick(ledger: Ledger, name: str | None) -> Campaign:
     if name is None:
-        latest = book.latest_campaign()
+        latest = ledger.latest_campaign()
         if latest is None:
-            raise MailerError(f"{book.path}: no campaign yet")
+            raise MailerError(f"{ledger.path}: no campaign yet")
         return latest
-    found = book.campaign(name)
+    found = ledger.campaign(name)
     if found is None:
         raise MailerError(
-            f"no campaign named {name!r} in {book.path}",
+            f"no campaign named {name!r} in {ledger.path}",
             hint="`mailer status --all` lists the campaigns",
         )
     return found
 
 
-def _show_all(book: Ledger, *, as_json: bool) -> None:
-    campaigns = book.campaigns()
+def _show_all(ledger: Ledger, *, as_json: bool) -> None:
+    campaigns = ledger.campaigns()
     if as_json:
         payload = [
-            {**_campaign_json(each), "counts": _counts_json(book.counts(each))}
+            {**_campaign_json(each), "counts": _counts_json(ledger.counts(each))}
             for each in campaigns
         ]
-        print(json.dumps({"ledger": str(book.path), "campaigns": payload}, indent=2))
+        print(json.dumps({"ledger": str(ledger.path), "campaigns": payload}, indent=2))
         return
     if not campaigns:
-        print(f"No campaign in {book.path} yet.")
+        print(f"No campaign in {ledger.path} yet.")
         return
     width = max(len("CAMPAIGN"), *(len(each.name) for each in campaigns))
     columns = "".join(f"{state.value:>10}" for state in SHOWN)
     print(f"{'CAMPAIGN':<{width}}  {'KIND':<8}{'STARTED':<18}{'TOTAL':>8}{columns.upper()}")
     for each in campaigns:
-        counts = book.counts(each)
+        counts = ledger.counts(each)
         numbers = "".join(f"{counts[state]:>10,}" for state in SHOWN)
         print(
             f"{each.name:<{width}}  {each.kind:<8}{_when(each.created_at):<18}"
@@ -127,8 +128,8 @@ def _show_all(book: Ledger, *, as_json: bool) -> None:
         )
 
 
-def _show_addresses(book: Ledger, campaign: Campaign, state: State, *, as_json: bool) -> None:
-    addresses = book.addresses(campaign, state)
+def _show_addresses(ledger: Ledger, campaign: Campaign, state: State, *, as_json: bool) -> None:
+    addresses = ledger.addresses(campaign, state)
     if as_json:
         document = {"campaign": campaign.name, "state": state.value, "addresses": list(addresses)}
         print(json.dumps(document, indent=2))
@@ -137,14 +138,14 @@ def _show_addresses(book: Ledger, campaign: Campaign, state: State, *, as_json: 
         print(address)
 
 
-def _show_campaign(book: Ledger, campaign: Campaign, *, failures: int, as_json: bool) -> None:
-    counts = book.counts(campaign)
-    recent = book.recent_failures(campaign, failures) if failures else []
-    hard = len(book.hard_bounces(campaign))
+def _show_campaign(ledger: Ledger, campaign: Campaign, *, failures: int, as_json: bool) -> None:
+    counts = ledger.counts(campaign)
+    recent = ledger.recent_failures(campaign, failures) if failures else []
+    hard = len(ledger.hard_bounces(campaign))
     if as_json:
         document = {
-            "ledger": str(book.path),
-            "live": book.readonly,
+            "ledger": str(ledger.path),
+            "live": ledger.readonly,
             "campaign": _campaign_json(campaign),
             "counts": _counts_json(counts),
             "hard_bounces": hard,
@@ -152,12 +153,12 @@ def _show_campaign(book: Ledger, campaign: Campaign, *, failures: int, as_json: 
         }
         print(json.dumps(document, indent=2))
         return
-    for line in _describe(book, campaign, counts, recent, hard):
+    for line in _describe(ledger, campaign, counts, recent, hard):
         print(line)
 
 
 def _describe(
-    book: Ledger,
+    ledger: Ledger,
     campaign: Campaign,
     counts: dict[State, int],
     recent: list[DeliveryRow],
@@ -168,10 +169,10 @@ def _describe(
         yield f"Subject   {campaign.subject}"
     source = f"{campaign.list_path}, " if campaign.list_path else ""
     yield (
-        f"Audience  {source}{_plural(campaign.frozen_count, 'recipient')}, "
+        f"Audience  {source}{plural(campaign.frozen_count, 'recipient')}, "
         f"frozen {_when(campaign.created_at)}"
     )
-    if book.readonly:
+    if ledger.readonly:
         yield "Running   a send is in progress: these counts are live"
     elif campaign.finished_at is not None:
         yield f"Finished  {_when(campaign.finished_at)}"
@@ -188,13 +189,13 @@ def _describe(
     notes = []
     if hard:
         notes.append(
-            f"{_plural(hard, 'hard bounce')} (5.1.x: no such user) recorded for suppression."
+            f"{plural(hard, 'hard bounce')} (5.1.x: no such user) recorded for suppression."
         )
     unknown = counts[State.UNKNOWN]
     if unknown:
         them = "it" if unknown == 1 else "them"
         notes.append(
-            f"{_plural(unknown, 'message')} with no recorded reply (unknown): the server may "
+            f"{plural(unknown, 'message')} with no recorded reply (unknown): the server may "
             f"have accepted {them}, so a resume leaves {them} alone unless given "
             "--resend-unknown. `mailer status --list unknown` lists "
             f"{'it' if unknown == 1 else 'them'}."
@@ -202,13 +203,13 @@ def _describe(
     skipped = counts[State.SKIPPED]
     if skipped:
         notes.append(
-            f"{_plural(skipped, 'recipient')} skipped: suppressed (unsubscribed, bounced or "
+            f"{plural(skipped, 'recipient')} skipped: suppressed (unsubscribed, bounced or "
             "complained) after the campaign started; `mailer status --list skipped` lists them."
         )
     left = counts[State.PENDING] + counts[State.DEFERRED]
-    if left and not book.readonly:
+    if left and not ledger.readonly:
         notes.append(
-            f"{_plural(left, 'recipient')} left to send (pending or deferred): run the same "
+            f"{plural(left, 'recipient')} left to send (pending or deferred): run the same "
             "send again to resume."
         )
     if notes:
@@ -248,7 +249,3 @@ def _row_json(row: DeliveryRow) -> dict[str, Any]:
 
 def _when(moment: dt.datetime) -> str:
     return moment.astimezone().strftime("%Y-%m-%d %H:%M %Z")
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count:,} {word}{'' if count == 1 else 's'}"
