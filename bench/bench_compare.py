@@ -13,9 +13,11 @@ It builds one workload with bench_send.py's functions (20 synthetic articles and
 
     python -m mailer digest --send --date D --articles A --list L --concurrency C
 
-from each tree in turn, before, after, before, after, ... for --rounds rounds. Each child
-imports its own tree's `mailer` (PYTHONPATH=<tree>, checked before the runs), gets a fresh
-MAILER_LEDGER, and the same environment otherwise: one MAILER_SECRET_KEY of 43 characters,
+from each tree in turn, before, after, before, after, ... for --rounds rounds. Each tree's
+mailer/ and templates/ are copied into the work folder first (unless --in-place), so that an
+edit to a working tree during the run cannot reach a child. Each child imports its own
+tree's `mailer` (PYTHONPATH=<copy>, checked before the runs), gets a fresh MAILER_LEDGER,
+and the same environment otherwise: one MAILER_SECRET_KEY of 43 characters,
 MAILER_SMTP_SECURITY=none, MAILER_SMTP_HOST=127.0.0.1, MAILER_SMTP_PORT, MAILER_TIMEZONE=UTC.
 
 Before the measured runs, one preview (`digest --limit 1 --out ...`) from each tree warms
@@ -29,6 +31,11 @@ exit 0, the sink must count N messages from it, and `mailer status --json` (run 
 same tree on that child's ledger) must show N sent. The verdict is the median over rounds
 of the ratio after/before in msg/s (issue 11: no slower, i.e. >= 1.0 within the noise the
 per-round ratios show).
+
+The machine may be shared: before each child the script waits (at most --settle seconds) for
+a second in which the whole machine uses under --quiet of one core, and it reports, per
+child, the CPU that other processes used while it ran ("others %"). Rounds in which either
+child saw others above --noisy are left out of a second, "quiet rounds" median.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +74,41 @@ from bench_send import (
 SIDES = ("before", "after")
 
 
+# --- how busy the rest of the machine is --------------------------------------------------
+
+
+def busy_seconds() -> float:
+    """CPU seconds all processes have used since boot (every core, idle and iowait excluded)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_quiet(max_share: float, longest: float) -> float:
+    """Wait, up to ``longest`` seconds, for a second in which the machine's CPU use is under
+    ``max_share`` of one core; returns the share of the last second sampled."""
+    deadline = time.monotonic() + longest
+    while True:
+        start = busy_seconds()
+        time.sleep(1.0)
+        share = busy_seconds() - start
+        if share < max_share or time.monotonic() >= deadline:
+            return share
+
+
+@dataclass
+class Others:
+    """CPU the rest of the machine used while one child ran (not the child, not the sink)."""
+
+    before: float  # the machine's CPU share (of one core) in the second before the child
+    during: float  # others' CPU seconds per wall second while the child ran
+
+    @staticmethod
+    def measure(run: Run, busy: float, sink_cpu: float | None, quiet: float) -> Others:
+        others = busy - run.cpu - (sink_cpu or 0.0)
+        return Others(quiet, max(0.0, others) / run.wall)
+
+
 @dataclass
 class Measured:
     side: str
@@ -75,6 +118,7 @@ class Measured:
     sink_cpu: float | None
     loop: float | None  # the engine's seconds, from the CLI's summary line
     ledger_sent: int | None  # `mailer status --json`: counts.sent
+    others: Others
 
     def rate(self, n: int) -> float:
         return n / self.run.wall
@@ -89,6 +133,24 @@ def fingerprint(tree: Path) -> str:
                 digest.update(str(path.relative_to(tree)).encode())
                 digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
+
+
+def snapshot(tree: Path, into: Path) -> str:
+    """Copy the tree's mailer/ and templates/ into ``into``; returns their fingerprint.
+
+    The children then run from the copy, so an edit to the tree during the run (the after
+    tree is usually a working tree) cannot give rounds different code, or a half-saved file.
+    """
+    for _ in range(5):
+        shutil.rmtree(into, ignore_errors=True)
+        for folder in ("mailer", "templates"):
+            ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+            shutil.copytree(tree / folder, into / folder, ignore=ignore)
+        copied = fingerprint(into)
+        if copied == fingerprint(tree):  # no edit landed while copying
+            return copied
+        time.sleep(2)
+    raise SystemExit(f"{tree} kept changing while it was copied")
 
 
 def describe_tree(tree: Path) -> str:
@@ -137,9 +199,14 @@ def compare(args: argparse.Namespace) -> int:
     for side, tree in trees.items():
         if not (tree / "mailer" / "__main__.py").is_file():
             raise SystemExit(f"--{side} {tree}: no mailer/__main__.py there")
-    prints = {side: fingerprint(tree) for side, tree in trees.items()}
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-compare-"))
     root.mkdir(parents=True, exist_ok=True)
+    sources = dict(trees)
+    if args.in_place:
+        prints = {side: fingerprint(tree) for side, tree in trees.items()}
+    else:
+        prints = {side: snapshot(tree, root / f"tree-{side}") for side, tree in trees.items()}
+        trees = {side: root / f"tree-{side}" for side in trees}
     kind = "smtp-sink" if SMTP_SINK and not args.aiosmtpd else "aiosmtpd"
     sink: Sink | None = None
     failures: list[str] = []
@@ -161,7 +228,8 @@ def compare(args: argparse.Namespace) -> int:
         print(f"workdir:   {root}")
         print(f"list:      {args.n} subscribers, {list_path.stat().st_size / 1e6:.1f} MB")
         for side, tree in trees.items():
-            print(f"{side + ':':<10} {describe_tree(tree)} [content {prints[side]}]")
+            copy = "" if args.in_place else f", run from a copy in {tree}"
+            print(f"{side + ':':<10} {describe_tree(sources[side])} [content {prints[side]}{copy}]")
             found = subprocess.run(
                 [python, "-c", "import mailer; print(mailer.__file__)"],
                 env=envs[side],
@@ -197,14 +265,17 @@ def compare(args: argparse.Namespace) -> int:
             for side in SIDES:
                 ledger = fresh_ledger(root, f"{side}{round_}")
                 env = {**envs[side], "MAILER_LEDGER": str(ledger)}
-                before, sink_cpu = sink.accepted() or 0, sink.cpu_seconds()
+                quiet = wait_quiet(args.quiet, args.settle)
+                before, sink_cpu, busy = sink.accepted() or 0, sink.cpu_seconds(), busy_seconds()
                 run = run_child(f"{side}{round_}", command, env=env, cwd=root, timeout=args.timeout)
+                busy = busy_seconds() - busy
                 seen = (sink.wait_settled(before + args.n) or 0) - before
                 after_cpu = sink.cpu_seconds()
                 used = None if sink_cpu is None or after_cpu is None else after_cpu - sink_cpu
                 sent = ledger_sent(python, env, root, ledger)
+                others = Others.measure(run, busy, used, quiet)
                 measured = Measured(
-                    side, round_, run, seen, used, send_loop_seconds(run.stdout), sent
+                    side, round_, run, seen, used, send_loop_seconds(run.stdout), sent, others
                 )
                 results.append(measured)
                 label = f"{side} round {round_}"
@@ -221,13 +292,16 @@ def compare(args: argparse.Namespace) -> int:
                 print(
                     f"{label}: exit {run.returncode}, {measured.rate(args.n):.0f} msg/s, "
                     f"{run.wall:.2f} s wall, CPU {run.cpu:.2f} s, peak RSS "
-                    f"{mb(run.maxrss_kb):.1f} MB, sink {seen}, ledger sent {sent}",
+                    f"{mb(run.maxrss_kb):.1f} MB, sink {seen}, ledger sent {sent}; other "
+                    f"processes {100 * others.during:.0f} % of a core",
                     flush=True,
                 )
 
         for side, tree in trees.items():
             if fingerprint(tree) != prints[side]:
                 failures.append(f"the {side} tree ({tree}) changed during the run")
+            elif fingerprint(sources[side]) != prints[side]:
+                print(f"note: {sources[side]} changed during the run; its copy did not")
         report(args, results)
         for failure in failures:
             print(f"PROBLEM: {failure}")
@@ -245,7 +319,7 @@ def report(args: argparse.Namespace, results: list[Measured]) -> None:
     header = (
         f"{'N = ' + str(n) + ', ' + str(args.concurrency) + ' connections':<26}"
         f"{'exit':>5}{'sink got':>9}{'wall s':>8}{'msg/s':>8}{'loop s':>8}{'CPU s':>8}"
-        f"{'CPU ms/msg':>11}{'peak RSS MB':>12}{'sink CPU %':>11}"
+        f"{'CPU ms/msg':>11}{'peak RSS MB':>12}{'sink CPU %':>11}{'others %':>9}"
     )
     print(header)
     print("-" * len(header))
@@ -256,8 +330,13 @@ def report(args: argparse.Namespace, results: list[Measured]) -> None:
             f"{f'round {m.round_}: {m.side}':<26}{m.run.returncode:>5}{m.seen:>9}"
             f"{m.run.wall:>8.2f}{m.rate(n):>8.0f}{loop:>8}{m.run.cpu:>8.2f}"
             f"{m.run.cpu * 1000 / n:>11.3f}{mb(m.run.maxrss_kb):>12.1f}{share:>11}"
+            f"{100 * m.others.during:>9.0f}"
         )
     print("-" * len(header))
+    print(
+        "others %: CPU that processes other than the child and the sink used while the child "
+        "ran, in % of one core (the bench's own parent included); high values mean a noisy run"
+    )
 
     by_round: dict[int, dict[str, Measured]] = {}
     for m in results:
@@ -287,6 +366,15 @@ def report(args: argparse.Namespace, results: list[Measured]) -> None:
             f"{statistics.median(m.run.cpu * 1000 / n for m in mine):.3f} CPU ms/msg, "
             f"peak RSS {statistics.median(mb(m.run.maxrss_kb) for m in mine):.1f} MB"
         )
+    quiet = [
+        a.rate(n) / b.rate(n)
+        for b, a in pairs
+        if max(a.others.during, b.others.during) < args.noisy
+    ]
+    if quiet and len(quiet) < len(pairs):
+        print(line(f"  msg/s, quiet rounds (others < {100 * args.noisy:.0f} %)", quiet))
+    elif not quiet:
+        print(f"  (no round was quiet: others >= {100 * args.noisy:.0f} % of a core in each)")
     verdict = "no slower" if statistics.median(rate) >= 1.0 else "slower"
     spread = max(rate) - min(rate)
     print(
@@ -308,6 +396,35 @@ def main() -> int:
     parser.add_argument("--keep", metavar="DIR", help="work in DIR and keep it")
     parser.add_argument("--aiosmtpd", action="store_true", help="use aiosmtpd, not smtp-sink")
     parser.add_argument("--python", default=sys.executable, help="interpreter for the children")
+    parser.add_argument(
+        "--noisy",
+        type=float,
+        default=0.25,
+        metavar="CORES",
+        help="a round is noisy when others used CORES of one core or more during a child "
+        "(default 0.25)",
+    )
+    parser.add_argument(
+        "--in-place",
+        action="store_true",
+        help="run each tree where it is (default: from a copy of its mailer/ and templates/ "
+        "taken at the start, so that edits during the run do not reach the children)",
+    )
+    parser.add_argument(
+        "--quiet",
+        type=float,
+        default=0.15,
+        metavar="CORES",
+        help="before each child, wait for a second in which the machine uses under CORES of "
+        "one core (default 0.15) ...",
+    )
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=120,
+        metavar="S",
+        help="... for at most S seconds (default 120; 0: sample one second, wait no longer)",
+    )
     args = parser.parse_args()
     if args.n < 1 or args.concurrency < 1 or args.rounds < 1:
         parser.error("--n, --concurrency and --rounds must be at least 1")

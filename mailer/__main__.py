@@ -16,24 +16,34 @@ def _unwind(signum: int, frame: FrameType | None) -> None:
     raise Interrupted(signal.Signals(signum).name)
 
 
+def _interrupted() -> None:
+    print(_INTERRUPTED, file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    # Not sys.exit: a KeyboardInterrupt that went through the interpreter while a module was
+    # being imported leaves CPython's "unhandled interrupt" flag set, and the exit would
+    # become death by SIGINT (-2) although it was handled. Everything was unwound by now (no
+    # ledger or file is open), so there is nothing left to finalise.
+    os._exit(EXIT_RESUMABLE)
+
+
 def main() -> None:
     """Run the CLI. SIGTERM and SIGHUP are handled before the (slow) imports, so that a
     signal at any moment ends the command with 75, never a traceback or a kill; once the
     command is done, a late signal changes nothing."""
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _unwind)
     try:
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, _unwind)
         from mailer.cli import app
 
         app()
+    except RuntimeError as exc:
+        # Python wraps an exception raised while a class body is being set up (a signal
+        # handler's, during the imports) in a RuntimeError; it is still an interrupt.
+        if not isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt | Interrupted):
+            raise
+        _interrupted()
     except (KeyboardInterrupt, Interrupted):
-        print(_INTERRUPTED, file=sys.stderr, flush=True)
-        sys.stdout.flush()
-        # Not sys.exit: a KeyboardInterrupt that went through the interpreter while a module
-        # was being imported leaves CPython's "unhandled interrupt" flag set, and the exit
-        # would become death by SIGINT (-2) although it was handled. Everything was unwound
-        # by now (no ledger or file is open), so there is nothing left to finalise.
-        os._exit(EXIT_RESUMABLE)
+        _interrupted()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_IGN)

@@ -39,12 +39,6 @@ from mailer.transports.smtp import needs_smtputf8
 Compose = Callable[[Recipient, int], Outgoing]
 HARD_BOUNCE_NOTE = "hard bounce (5.1.x) during delivery"
 KEPT_FAILURES = 100  # failed, deferred and unknown results an outcome keeps, for display
-# How recent a delivery by another campaign must be to count as evidence (trust_history).
-TRUST_WINDOW = dt.timedelta(days=7)
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 # --- who an issue goes to ------------------------------------------------------------------
@@ -277,7 +271,6 @@ async def run_campaign(
     limit: int | None = None,
     on_start: Callable[[Delivery, int], None] | None = None,
     on_result: Callable[[SendResult], None] | None = None,
-    trust_history: bool = False,
 ) -> Outcome:
     """Send the rows of ``campaign`` still to send, then settle it.
 
@@ -287,9 +280,8 @@ async def run_campaign(
     the ledger is flushed and settled.
 
     A permanent refusal counts against its recipient only with evidence that the relay
-    takes our mail: a message accepted in this run, or earlier in this campaign, or (with
-    ``trust_history``, for one-message campaigns such as a forward, which have no run to
-    learn from) by any campaign in the last ``TRUST_WINDOW``.
+    takes our mail (a message it accepted after the refusal, in this run), or once the
+    relay has refused that recipient ``policy.max_attempts`` times across runs.
     """
     counts = ledger.counts(campaign)
     planned = counts[State.PENDING] + counts[State.DEFERRED]
@@ -304,9 +296,17 @@ async def run_campaign(
         # Queued now; awaited by the channel before the body.
         return ledger.mark_sending(campaign, message.recipient.email, message.message_id)
 
+    twins = ledger.same_issue(campaign)  # nobody gets one issue twice, under any name
+
+    def why_not(email: str) -> str | None:
+        reason = suppression.reason(email)
+        if reason is None and twins and (other := ledger.got_it_from(twins, email)):
+            reason = f"already sent this issue by campaign {other.name!r}"
+        return reason
+
     def recipients() -> Iterator[Recipient]:
         for recipient in ledger.to_send(campaign, resend_unknown=resend_unknown):
-            reason = suppression.reason(recipient.email)
+            reason = why_not(recipient.email)
             if reason is None:
                 yield recipient
                 continue
@@ -324,8 +324,6 @@ async def run_campaign(
         before_send=mark,
         after_send=record,
         skip=lambda message: suppression.reason(message.recipient.email),
-        relay_trusted=counts[State.SENT] > 0
-        or (trust_history and ledger.delivered_since(_now() - TRUST_WINDOW)),
     )
     if on_start is not None:
         on_start(engine, planned)
@@ -343,14 +341,18 @@ async def run_campaign(
         outcome.abandoned = engine.abandoned
         outcome.stopped = not engine.completed
         outcome.results[Status.UNSENT] += engine.unsent
-        outcome.bounces_suppressed = settle(ledger, campaign, suppression)
+        outcome.bounces_suppressed = settle(
+            ledger, campaign, suppression, attempts=policy.max_attempts
+        )
         outcome.counts = ledger.counts(campaign)
     return outcome
 
 
-def settle(ledger: Ledger, campaign: Campaign, suppression: Suppression) -> int:
-    """Suppress the campaign's hard bounces (5.1.x at RCPT: the one rule), and mark it
-    finished when nothing is left to send. Returns how many addresses were newly suppressed."""
+def settle(ledger: Ledger, campaign: Campaign, suppression: Suppression, *, attempts: int) -> int:
+    """Give up on rows refused ``attempts`` times across runs, suppress the campaign's hard
+    bounces (5.1.x at RCPT: the one rule), and mark it finished when nothing is left to
+    send. Returns how many addresses were newly suppressed."""
+    ledger.give_up(campaign, attempts=attempts)
     bounced: Reason = "bounced"
     bounces = [(row.email, bounced) for row in ledger.hard_bounces(campaign)]
     added = suppression.add_many(bounces, note=HARD_BOUNCE_NOTE) if bounces else 0

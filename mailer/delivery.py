@@ -11,11 +11,11 @@ the size of the list. Outcomes are data:
   sender's address), authentication or encryption required, a message too big: the run
   stops at once and the recipient is ``unsent``, left to send again once fixed.
 - Any other 5xx is held as deferred until the relay shows it takes our mail: once it
-  accepts a later message (or, at the end of the run, if it accepted any in this run or
-  earlier in the campaign), the refusal was about that recipient and it becomes failed (a
-  5.1.x at RCPT is a hard bounce). ``policy_halt_after`` refusals with no message accepted
-  in between stop the run, and they stay deferred: a relay that refuses everyone fails no
-  one.
+  accepts a later message, the refusal was about that recipient and it becomes failed (a
+  5.1.x at RCPT is a hard bounce). Refusals with no acceptance after them stay deferred,
+  and ``policy_halt_after`` of them in a row stop the run: a relay that refuses everyone
+  fails no one. (A later run tries them again; the campaign gives up on a row only after
+  ``max_attempts`` refusals across runs.)
 - A channel that broke *after* the data went out (the final dot was written, no reply came):
   unknown. The server may have accepted it, so it is not retried (RFC 1047): a duplicate is
   worse than a question.
@@ -146,10 +146,7 @@ class Delivery:
         before_send: BeforeSend | None = None,
         after_send: AfterSend | None = None,
         skip: Skip | None = None,
-        relay_trusted: bool = False,
     ) -> None:
-        """``relay_trusted``: the relay accepted messages of this campaign before, so
-        refusals still held when the run ends are judged about their recipients."""
         self.transport = transport
         self.policy = policy or DeliveryPolicy()
         self._messages = iter(messages)
@@ -166,7 +163,6 @@ class Delivery:
         self._stopping = False
         self._fatal: BaseException | None = None
         self._held: list[tuple[_Item, Reply]] = []  # refusals not yet judged
-        self._accepted = relay_trusted  # the relay has taken a message from us
         self._stopped = asyncio.Event()  # set by stop(): wakes workers waiting on the rate
         self._done = False
         self._warm = False
@@ -239,11 +235,10 @@ class Delivery:
 
     def _maybe_done(self) -> None:
         """When every message is resolved, tell each worker to exit. Refusals still held
-        then are judged: failed if the relay took any of our mail (this run or before) and
-        the run was not stopped by the relay, else they stay deferred."""
+        then (no message was accepted after them) stay deferred: a later run tries them
+        again, and the campaign gives up on them after ``max_attempts`` (see campaign)."""
         if self._exhausted and self._outstanding == len(self._held) and not self._done:
-            trusted = self._accepted and not isinstance(self._fatal, DeliveryError)
-            self._release(Status.FAILED if trusted else Status.DEFERRED)
+            self._release(Status.DEFERRED)
             self._done = True
             for _ in range(self.policy.concurrency):
                 self._queue.put_nowait(None)
@@ -346,7 +341,6 @@ class Delivery:
     def _settle(self, item: _Item, reply: Reply, *, broken: bool, data_sent: bool) -> None:
         verdict = classify(reply, broken=broken, data_sent=data_sent)
         if verdict is Verdict.SENT:
-            self._accepted = True
             self._release(Status.FAILED)  # the relay takes our mail: those were about them
             self._emit(item, Status.SENT, reply)
         elif verdict is Verdict.UNKNOWN:
@@ -420,7 +414,8 @@ class Delivery:
             code=reply.code or None,
             reply=reply.text,
             attempts=item.attempts,
-            hard_bounce=status is Status.FAILED and is_hard_bounce(reply),
+            # kept on a held (deferred) refusal too, for when the campaign gives up on it
+            hard_bounce=status in (Status.FAILED, Status.DEFERRED) and is_hard_bounce(reply),
         )
 
     def _emit(self, item: _Item, status: Status, reply: Reply) -> None:

@@ -7,6 +7,7 @@ is rendered, written or sent, and the ledger caps how many forwards one sender m
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import html
 import os
@@ -233,32 +234,45 @@ def prepare_forward(
 
 def check_forward_limits(
     ledger: Ledger | None, forward: Forward, *, quota: int, now: dt.datetime | None = None
-) -> None:
+) -> Forward:
     """The quota per sender and the one-per-friend-and-article rule, from what was sent.
 
-    ``ledger`` is ``None`` when there is none yet (nothing was ever sent). Run it under the
-    ledger's write lock before a send, so that two runs cannot both pass it.
+    A second forward of an article to a friend who got it is refused, with the same words
+    as for a suppressed address, except in one case: the same command run again to resume
+    friends still deferred. Then the friends this sender already reached are left out
+    (the request is returned without them). ``ledger`` is ``None`` when there is none yet.
+    Run it under the ledger's write lock before a send, so that two runs cannot both pass.
     """
     if ledger is None:
-        return
+        return forward
+    earlier = {f: ledger.campaign(forward.campaign_name(f)) for f in forward.friends}
+    resuming = any(
+        c is not None and (ledger.counts(c)[State.DEFERRED] or ledger.counts(c)[State.PENDING])
+        for c in earlier.values()
+    )
+    left = []
     for friend in forward.friends:
+        mine = earlier[friend]
         if ledger.forward_exists(friend, forward.article.slug):
+            if resuming and mine is not None and ledger.counts(mine)[State.SENT]:
+                continue  # this very command, run again: that friend is done
             raise GuardError(CANNOT_FORWARD.format(friend=friend))
-        earlier = ledger.campaign(forward.campaign_name(friend))
-        if earlier is not None and ledger.counts(earlier)[State.FAILED]:
+        if mine is not None and ledger.counts(mine)[State.FAILED]:
             raise GuardError(
                 f"{friend}: the mail server refused this forward before; not sending it again",
-                hint=f"`mailer status '{earlier.name}'` shows its reply",
+                hint=f"`mailer status '{mine.name}'` shows its reply",
             )
+        left.append(friend)
     since = (now or dt.datetime.now(dt.UTC)) - QUOTA_WINDOW
     done = ledger.forward_count_since(forward.sender.address, since)
-    if done + len(forward.friends) > quota:
-        left = max(0, quota - done)
+    if done + len(left) > quota:
+        remaining = max(0, quota - done)
         raise GuardError(
             f"{forward.sender.address} may forward {quota} articles per 24 hours; "
-            f"{done} sent, {left} left, {len(forward.friends)} asked",
+            f"{done} sent, {remaining} left, {len(left)} asked",
             hint="try again later",
         )
+    return dataclasses.replace(forward, friends=tuple(left))
 
 
 def start_campaigns(ledger: Ledger, forward: Forward) -> list[Campaign]:

@@ -872,6 +872,22 @@ class Ledger:
 
         return _campaign(self._job(insert))
 
+    def give_up(self, campaign: Campaign, *, attempts: int) -> int:
+        """Fail the deferred rows whose last reply was a 5xx refusal and that have been tried
+        ``attempts`` times (across runs): a refusal the relay kept giving, run after run, is
+        about that recipient. Returns how many; a hard bounce among them is suppressed by
+        the caller like any other."""
+
+        def update(conn: sqlite3.Connection, now: str) -> int:
+            first, last = self._rows_of(campaign)
+            return conn.execute(
+                "UPDATE deliveries SET state = 'failed', updated_at = ? WHERE id BETWEEN ? "
+                "AND ? AND state = 'deferred' AND last_code >= 500 AND attempts >= ?",
+                (now, first, last, attempts),
+            ).rowcount
+
+        return int(self._job(update))
+
     def accept_changes(self, campaign: Campaign, *, fingerprint: str, subject: str) -> Campaign:
         """Record that the rest of ``campaign`` goes out with new content (``--accept-changes``)."""
 
@@ -950,7 +966,7 @@ class Ledger:
         X.1.7 and X.1.8, about the sender) marks the row as a hard bounce.
         """
         state = _FROM_STATUS[result.status]
-        hard = state is State.FAILED and result.hard_bounce
+        hard = result.hard_bounce  # on a deferred row too: see give_up
         op = [
             RECORD,
             campaign.id,
@@ -1121,22 +1137,34 @@ class Ledger:
         return self.rows(campaign, (State.FAILED, State.DEFERRED), n)
 
     def hard_bounces(self, campaign: Campaign) -> list[DeliveryRow]:
-        """Rows that failed with a 5xx reply whose enhanced code is 5.1.x, in list order."""
+        """Failed rows whose RCPT was refused with 5.1.x (no such address), in list order."""
         sql = (
             f"SELECT {_ROW_COLUMNS} FROM deliveries NOT INDEXED WHERE id BETWEEN ? AND ? "
             "AND state = 'failed' AND hard_bounce = 1 ORDER BY id"
         )
         return [_row(row) for row in self._read(sql, self._rows_of(campaign))]
 
-    def delivered_since(self, since: dt.datetime) -> bool:
-        """Whether any campaign started at or after ``since`` (aware) had a message accepted:
-        evidence that the relay takes our mail."""
-        sql = (
-            "SELECT 1 FROM campaigns c WHERE c.created_at >= ? AND EXISTS ("
-            "SELECT 1 FROM deliveries d NOT INDEXED WHERE d.id BETWEEN c.first_row AND c.last_row "
-            "AND d.state = 'sent') LIMIT 1"
+    def same_issue(self, campaign: Campaign) -> list[Campaign]:
+        """The other campaigns that send the very same issue (the same fingerprint)."""
+        if not campaign.fingerprint:
+            return []
+        rows = self._read(
+            f"SELECT {_CAMPAIGN_COLUMNS} FROM campaigns WHERE fingerprint = ? AND id <> ?",
+            (campaign.fingerprint, campaign.id),
         )
-        return bool(self._read(sql, (_stamp(since),)))
+        return [_campaign(row) for row in rows]
+
+    def got_it_from(self, campaigns: Sequence[Campaign], email: str) -> Campaign | None:
+        """Which of ``campaigns`` sent (or may have sent) ``email`` its message already."""
+        for other in campaigns:
+            found = self._read(
+                "SELECT 1 FROM deliveries WHERE campaign_id = ? AND email = ? "
+                "AND state IN ('sent', 'sending', 'unknown')",
+                (other.id, _key(email)),
+            )
+            if found:
+                return other
+        return None
 
     def forward_count_since(self, sender: str, since: dt.datetime) -> int:
         """Forwards by ``sender`` actually sent (row ``sent``) at or after ``since`` (aware)."""

@@ -594,7 +594,8 @@ def test_quota_counts_only_forwards_sent_in_the_last_24_hours(
 ) -> None:
     recorder = Recorder(refuse={"bad@example.net": "550 5.2.1 mailbox disabled"})
     with smtp_server(recorder) as server:
-        env = env_of(server, base, MAILER_FORWARD_DAILY_QUOTA="2")
+        # one attempt: a refusal is final at once (by default a forward is tried 4 times)
+        env = env_of(server, base, MAILER_FORWARD_DAILY_QUOTA="2", MAILER_MAX_ATTEMPTS="1")
         # two forwards a day ago and one refused by the server do not count
         past = dt.datetime.now(dt.UTC) - dt.timedelta(hours=25)
         with Ledger.open(ledger_path(base), clock=lambda: past) as book:
@@ -683,9 +684,9 @@ def test_a_deferred_forward_is_resumed_by_running_it_again(
 def test_a_forward_the_server_refused_is_not_sent_again(sample: Path, base: dict[str, str]) -> None:
     recorder = Recorder(refuse={"nobody@example.net": "550 5.1.1 no such user"})
     with smtp_server(recorder) as server:
-        env = env_of(server, base)
-        # the relay has taken our mail before, so a 5.1.1 is about the address, not us
-        assert forward(OTHER, *to("friend@example.net"), "--sender", SENDER, "--send", env=env)
+        # a forward is one message, so a refusal is judged once the relay has given it
+        # MAILER_MAX_ATTEMPTS times, across runs (one here)
+        env = env_of(server, base, MAILER_MAX_ATTEMPTS="1")
         args = (SLUG, *to("nobody@example.net"), "--sender", SENDER, "--send")
         assert forward(*args, env=env).exit_code == 1
         # a 5.1.x hard bounce is suppressed, as for a digest: the generic refusal follows
@@ -706,6 +707,31 @@ def test_a_forward_refused_by_a_relay_that_never_took_our_mail_stays_retryable(
         recorder.rcpt_reply = None  # the relay is fixed: the same command sends it
         assert forward(*args, env=env).exit_code == 0
     assert [r.recipients for r in recorder.received] == [["friend@example.net"]]
+
+
+def test_the_same_forward_again_resumes_the_friends_not_yet_sent(
+    sample: Path, base: dict[str, str]
+) -> None:
+    recorder = Recorder(tempfail_once={"b@example.net"})
+    with smtp_server(recorder) as server:
+        env = env_of(server, base, MAILER_MAX_ATTEMPTS="1")
+        friends = to("a@example.net", "b@example.net", "c@example.net")
+        args = (SLUG, *friends, "--sender", SENDER, "--send")
+        first = forward(*args, env=env)
+        assert first.exit_code == 1, first.output  # b was deferred
+        again = forward(*args, env=env)
+        assert again.exit_code == 0, again.output
+        assert "Already sent to a@example.net: skipped." in again.output
+        # once nothing is left to resume, the same command is refused like any repeat
+        assert refused(forward(*args, env=env)).startswith("Error: cannot forward")
+        # another sender may still not reach them through this article
+        other = (SLUG, *to("a@example.net"), "--sender", "mallory@example.org", "--send")
+        assert refused(forward(*other, env=env)).startswith("Error: cannot forward")
+    assert sorted(r.recipients[0] for r in recorder.received) == [
+        "a@example.net",
+        "b@example.net",
+        "c@example.net",
+    ]
 
 
 # --- a real process ----------------------------------------------------------------------------

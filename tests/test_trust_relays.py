@@ -123,20 +123,58 @@ def test_a_long_list_refused_everywhere_halts_and_loses_no_one(sample: Path) -> 
     assert relay.by_recipient() == dict.fromkeys(emails, 1)
 
 
-def test_real_bounces_at_the_end_of_a_campaign_are_judged_and_it_finishes(
+def test_a_bounce_with_nothing_after_it_is_retried_then_given_up_and_the_campaign_ends(
     sample: Path,
 ) -> None:
     emails = make_list(sample, "crowd", 6)
     recorder = Recorder(refuse={emails[-1]: "550 5.1.1 no such user"})
     with smtp_server(recorder) as server:
-        first = send(server, "--list", "crowd", "--limit", "5")
-        assert first.exit_code == 1
-        last = send(server, "--list", "crowd")  # only the bad address is left
-        assert last.exit_code == 1, last.output
+        tries = {"MAILER_MAX_ATTEMPTS": "2"}
+        assert send(server, "--list", "crowd", "--limit", "5", **tries).exit_code == 1
+        second = send(server, "--list", "crowd", **tries)  # only the bad address is left
+        assert second.exit_code == 1, second.output
+        assert counts(server)["deferred"] == 1 and suppressed(sample) == ""  # no evidence yet
+        third = send(server, "--list", "crowd", **tries)  # refused a second time: given up
+        assert third.exit_code == 1, third.output
         assert counts(server)["failed"] == 1
         assert emails[-1] in suppressed(sample)
-        again = send(server, "--list", "crowd")
+        again = send(server, "--list", "crowd", **tries)
     assert "is finished; nothing to send" in again.output and again.exit_code == 0
+    assert recorder.rcpt_attempts[emails[-1]] == 2
+
+
+def test_a_relay_that_breaks_mid_campaign_fails_no_one_on_the_earlier_evidence(
+    sample: Path,
+) -> None:
+    emails = make_list(sample, "crowd", 15)
+    recorder = Recorder()
+    with smtp_server(recorder) as server:
+        assert send(server, "--list", "crowd", "--limit", "3").exit_code == 1
+        recorder.rcpt_reply = "550 5.1.1 <x@example.org>: Recipient address rejected"
+        broken = send(server, "--list", "crowd")
+        assert broken.exit_code == 1, broken.output
+        now = counts(server)
+        assert now["failed"] == 0 and now["deferred"] == 12 and suppressed(sample) == ""
+        recorder.rcpt_reply = None
+        assert send(server, "--list", "crowd").exit_code == 0
+    assert recorder.by_recipient() == dict.fromkeys(emails, 1)
+
+
+def test_the_same_issue_under_another_name_while_the_first_is_half_sent_mails_no_one_twice(
+    sample: Path,
+) -> None:
+    emails = make_list(sample, "crowd", 6)
+    lists = sample / "lists"
+    (lists / "alias.csv").symlink_to(lists / "crowd.csv")
+    recorder = Recorder()
+    with smtp_server(recorder) as server:
+        assert send(server, "--list", "crowd", "--limit", "2").exit_code == 1
+        assert send(server, "--list", "alias").exit_code == 0  # the other four
+        back = send(server, "--list", "crowd")  # its pending four got it from 'alias'
+        assert back.exit_code == 0, back.output
+        other = send(server, "--list", "crowd", "--campaign", "third name")
+        assert other.exit_code == 0, other.output
+    assert recorder.by_recipient() == dict.fromkeys(emails, 1)
 
 
 def test_a_domain_that_blocks_us_at_the_head_of_the_list_starves_no_one(sample: Path) -> None:

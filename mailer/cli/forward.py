@@ -135,7 +135,13 @@ def _send(
     transport = SMTPTransport(settings.smtp_config())
     policy = settings.delivery_policy()
     with Ledger.open(settings.ledger, wait=2.0) as ledger:
-        check_forward_limits(ledger, request, quota=settings.forward_daily_quota)
+        asked = request.friends
+        request = check_forward_limits(ledger, request, quota=settings.forward_daily_quota)
+        for friend in asked:
+            if friend not in request.friends:
+                print(f"Already sent to {friend}: skipped.")
+        if not request.friends:
+            return EXIT_OK
         campaigns = start_campaigns(ledger, request)
 
         async def send_all() -> list[Outcome]:
@@ -153,7 +159,6 @@ def _send(
                         suppression=suppression,
                         on_start=display.start,
                         on_result=display.result,
-                        trust_history=True,
                     )
                 finally:
                     display.close()
