@@ -165,16 +165,3 @@ def fingerprint(rendered: Rendered, mail: Envelope, name_fallback: str) -> str:
         data = part.encode("utf-8", "surrogatepass")
         digest.update(len(data).to_bytes(8, "big") + data)
     return digest.hexdigest()[:32]
-
-
-def estimate_rows(path: Path) -> int:
-    """Data rows in a CSV list, by counting line breaks (for progress and ETA only)."""
-    lines = 0
-    last = b"\n"
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            lines += chunk.count(b"\n")
-            last = chunk[-1:]
-    if last != b"\n":
-        lines += 1
-    return max(0, lines - 1)
