@@ -3,6 +3,7 @@
     MailerError                 exit 2 unless a subclass says otherwise
     ├── ConfigError             a setting or flag has a wrong value
     ├── InputError              an input file or value is broken (names file and line)
+    │   ├── ValueRefused        one value (an address, a name) is not acceptable
     │   ├── TemplateError       a template failed to compile or render
     │   └── HeaderError         a value meant for a mail header is unsafe
     ├── TokenError              an unsubscribe token is malformed, forged or altered
@@ -43,6 +44,11 @@ class ConfigError(MailerError):
 
 class InputError(MailerError):
     """An input file (article, list, template) is broken; the message names file and line."""
+
+
+class ValueRefused(InputError, ValueError):
+    """One value (an address, a name) is not acceptable; also a ``ValueError``, so that a
+    reader that skips bad rows can catch it as one."""
 
 
 class TemplateError(InputError):

@@ -24,7 +24,7 @@ from email_validator.rfc_constants import (
     EMAIL_MAX_LENGTH,
 )
 
-from mailer.errors import HeaderError
+from mailer.errors import HeaderError, ValueRefused
 
 MAX_LINE = 998  # octets in a header line, CRLF excluded (RFC 5322)
 MAX_LIST_ID = 255
@@ -248,7 +248,7 @@ def _known_domain(domain: str) -> tuple[str, int] | None:
 
 
 def normalise_email(value: str) -> str:
-    """Syntax-check an address (no DNS) and return its normalised form (``ValueError``).
+    """Syntax-check an address (no DNS) and return its normalised form (``ValueRefused``).
 
     email-validator's verdict and normalised form; common addresses take a fast path that
     costs a regex match instead of a full validation.
@@ -261,13 +261,13 @@ def normalise_email(value: str) -> str:
         if known is not None and len(local) + 1 + known[1] <= EMAIL_MAX_LENGTH:
             return f"{local}@{known[0]}"
     if not address:
-        raise ValueError("empty e-mail address")
+        raise ValueRefused("empty e-mail address")
     if CONTROL_RE.search(address):
-        raise ValueError("e-mail address contains a control character")
+        raise ValueRefused("e-mail address contains a control character")
     try:
         result = validate_email(address, check_deliverability=False)
     except EmailNotValidError as exc:
-        raise ValueError(f"invalid e-mail address {address!r}: {exc}") from None
+        raise ValueRefused(f"invalid e-mail address {address!r}: {exc}") from None
     if (
         plain
         and domain.isascii()

@@ -18,7 +18,7 @@ from mailer.csvfile import (
     rewrite_rows,
     widen,
 )
-from mailer.errors import HeaderError, InputError
+from mailer.errors import HeaderError, InputError, ValueRefused
 from mailer.headers import CONTROL_RE, address_key, check_header_value, normalise_email
 from mailer.models import Recipient
 from mailer.tokens import MAX_LIST_NAME_OCTETS
@@ -166,18 +166,18 @@ def read_list(
 
 def _recipient(values: dict[str, str], line: int) -> Recipient:
     if ROW_ERROR in values:
-        raise ValueError(values[ROW_ERROR])
+        raise ValueRefused(values[ROW_ERROR])
     email = normalise_email(values.get("email", ""))
     raw_name = values.get("name", "")
     name = " ".join(raw_name.split())
     if CONTROL_RE.search(raw_name.replace("\t", " ")):
-        raise ValueError("name contains a line break or control character")
+        raise ValueRefused("name contains a line break or control character")
     try:
         check_header_value("name", name)  # also refuses encoded words hiding a newline
     except HeaderError as exc:
-        raise ValueError(exc.message) from None
+        raise ValueRefused(exc.message) from None
     if len(name) > MAX_NAME_CHARS:
-        raise ValueError(f"name is longer than {MAX_NAME_CHARS} characters")
+        raise ValueRefused(f"name is longer than {MAX_NAME_CHARS} characters")
     extra = {
         key: CONTROL_RE.sub(" ", value)
         for key, value in values.items()
@@ -187,7 +187,7 @@ def _recipient(values: dict[str, str], line: int) -> Recipient:
 
 
 def make_recipient(email: str, name: str = "", fields: dict[str, str] | None = None) -> Recipient:
-    """One subscriber given on the command line, checked like a list row (``ValueError``)."""
+    """One subscriber given on the command line, checked like a list row (``ValueRefused``)."""
     values = {"email": email, "name": name, **(fields or {})}
     return _recipient(values, 0)
 

@@ -85,8 +85,8 @@ def _actor() -> str:
 def _email_argument(value: str) -> str:
     try:
         return normalise_email(value)
-    except ValueError as exc:
-        raise InputError(f"EMAIL: {exc}") from None
+    except InputError as exc:
+        raise InputError(f"EMAIL: {exc.message}") from None
 
 
 def _suppressed_note(entry: Suppressed) -> str:
@@ -269,8 +269,8 @@ def add(
     address = _email_argument(email)
     try:
         recipient = make_recipient(address, subscriber_name)
-    except ValueError as exc:
-        raise InputError(f"--name: {exc}") from None
+    except InputError as exc:
+        raise InputError(f"--name: {exc.message}") from None
     suppression = _suppression(settings)  # a broken suppression file stops us before writing
     report = add_subscriber(path, recipient)
     if report.added:
@@ -423,7 +423,7 @@ def unsubscribe(
         token_list, token_email = verify_token(secret, token)
         try:
             token_address = normalise_email(token_email)
-        except ValueError:
+        except InputError:
             raise InputError("unsubscribe token is malformed") from None
         if address is not None and address.lower() != token_address.lower():
             raise InputError(f"--token: the token is not for {address}; nothing changed")

@@ -309,7 +309,7 @@ def _session_errors(client: aiosmtplib.SMTP, cfg: SMTPConfig) -> Iterator[None]:
     - failed authentication, TLS, a 5xx reply, an unreachable host: ``DeliveryError``,
       which stops the run at once (no retry storm against a relay that refuses us).
 
-    The password is never part of a message, and no cause that might hold it is chained.
+    Each error is chained to its cause but for a failed AUTH, whose exchange is not kept.
     """
     where = cfg.where
     try:
@@ -324,16 +324,16 @@ def _session_errors(client: aiosmtplib.SMTP, cfg: SMTPConfig) -> Iterator[None]:
                 hint="check MAILER_SMTP_USERNAME and MAILER_SMTP_PASSWORD",
             ) from None
         if isinstance(exc, ssl.SSLError):
-            raise _tls_failed(cfg, exc) from None
+            raise _tls_failed(cfg, exc) from exc
         if isinstance(exc, SMTPResponseException):
             if 400 <= exc.code < 500:
-                raise ChannelBroken(Reply(exc.code, exc.message)) from None
+                raise ChannelBroken(Reply(exc.code, exc.message)) from exc
             verb = "refused the connection" if isinstance(exc, SMTPConnectError) else "refused us"
-            raise DeliveryError(f"{where} {verb}: {exc.code} {exc.message}") from None
+            raise DeliveryError(f"{where} {verb}: {exc.code} {exc.message}") from exc
         if isinstance(exc, SMTPTimeoutError | SMTPServerDisconnected):
-            raise ChannelBroken(Reply(0, f"{_reason(exc)} ({where})")) from None
+            raise ChannelBroken(Reply(0, f"{_reason(exc)} ({where})")) from exc
         if isinstance(exc, SMTPException | OSError):
-            raise DeliveryError(f"cannot connect to {where}: {_reason(exc)}") from None
+            raise DeliveryError(f"cannot connect to {where}: {_reason(exc)}") from exc
         raise
 
 
