@@ -60,7 +60,10 @@ def resolve_list(value: str, lists_dir: Path) -> Path:
     file given explicitly."""
     path = _list_path(value, lists_dir)
     if not path.is_file():
-        raise InputError(f"{path}: list not found")
+        raise InputError(
+            f"{path}: list not found",
+            hint="name another with --list (or MAILER_DEFAULT_LIST); `mailer lists` shows them",
+        )
     return path
 
 

@@ -3,22 +3,39 @@ and reports. Nothing imports it but the ``mailer`` script and ``python -m mailer
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
+from mailer import __version__
 from mailer.cli import digest, forward, lists, status
 
 app = typer.Typer(
     name="mailer",
     help="Weekly digests and send-to-a-friend mail from article files.",
     no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        print(f"mailer {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
     """Weekly digests and send-to-a-friend mail from article files.
 
     Exit codes: 0 all sent, 1 some recipients failed, were deferred or are unknown, 2 usage,

@@ -278,7 +278,9 @@ class SMTPTransport:
                     raise DeliveryError(
                         f"{cfg.where} does not offer STARTTLS; refusing to go on in clear "
                         "(no credentials were sent)",
-                        hint="use MAILER_SMTP_SECURITY=tls for port 465",
+                        hint="a local test server: set MAILER_SMTP_SECURITY=none"
+                        if cfg.loopback
+                        else "for implicit TLS (usually port 465) set MAILER_SMTP_SECURITY=tls",
                     )
                 await _upgrade(client, cfg)
                 await client.ehlo()
@@ -332,8 +334,13 @@ def _session_errors(client: aiosmtplib.SMTP, cfg: SMTPConfig) -> Iterator[None]:
             raise DeliveryError(f"{where} {verb}: {exc.code} {exc.message}") from exc
         if isinstance(exc, SMTPTimeoutError | SMTPServerDisconnected):
             raise ChannelBroken(Reply(0, f"{_reason(exc)} ({where})")) from exc
+        if isinstance(exc, SMTPException | OSError) and "WRONG_VERSION_NUMBER" in _reason(exc):
+            raise _not_tls(cfg) from exc  # aiosmtplib wraps the SSL error of a TLS connect
         if isinstance(exc, SMTPException | OSError):
-            raise DeliveryError(f"cannot connect to {where}: {_reason(exc)}") from exc
+            raise DeliveryError(
+                f"cannot connect to {where}: {_reason(exc)}",
+                hint="check MAILER_SMTP_HOST and MAILER_SMTP_PORT (`mailer check` tries them)",
+            ) from exc
         raise
 
 
@@ -358,7 +365,18 @@ async def _upgrade(client: aiosmtplib.SMTP, cfg: SMTPConfig) -> None:
         ) from None
 
 
+def _not_tls(cfg: SMTPConfig) -> DeliveryError:
+    """TLS spoken to a server that speaks plain SMTP on that port."""
+    return DeliveryError(
+        f"TLS failed with {cfg.where}: the server does not speak TLS on this port",
+        hint="for port 587 set MAILER_SMTP_SECURITY=starttls (the default); implicit TLS "
+        "(tls) is usually port 465",
+    )
+
+
 def _tls_failed(cfg: SMTPConfig, exc: ssl.SSLError) -> DeliveryError:
+    if "WRONG_VERSION_NUMBER" in str(exc):
+        return _not_tls(cfg)
     if isinstance(exc, ssl.SSLCertVerificationError):
         return DeliveryError(
             f"TLS failed with {cfg.where}: the server's certificate does not verify "
