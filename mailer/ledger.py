@@ -1092,11 +1092,18 @@ class Ledger:
         """Stream the recipients still to send: ``pending`` rows in list order, then the
         retries (``deferred``, and ``unknown`` with ``resend_unknown``), so that rows a relay
         keeps refusing never stand before the rest. Final states are never sent again.
+
+        The retries are the rows in those states when the stream starts: a row that a
+        running send defers (it may be waiting out its backoff, to be retried by the
+        engine) or loses after its data went out is never handed out a second time.
         """
         retries = [State.DEFERRED] + ([State.UNKNOWN] if resend_unknown else [])
-        columns = "address, name, fields, line"
+        before = {key for _id, key in self._pages("email", campaign, retries)}
+        columns = "email, address, name, fields, line"
         for states in ([State.PENDING], retries):  # retries last: they cannot starve the rest
-            for _id, address, name, fields, line in self._pages(columns, campaign, states):
+            for _id, key, address, name, fields, line in self._pages(columns, campaign, states):
+                if states is retries and key not in before:
+                    continue
                 values = json.loads(fields) if fields != "{}" else {}
                 yield Recipient(email=address, name=name, fields=values, line=line)
 

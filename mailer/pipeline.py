@@ -16,7 +16,7 @@ from mailer.messages import Composer, Envelope
 from mailer.models import Digest, Rendered
 from mailer.render import make_environment, render_digest
 from mailer.settings import Settings
-from mailer.subscribers import list_name, resolve_list, template_fields
+from mailer.subscribers import LIST_HINT, list_name, resolve_list, template_fields
 from mailer.tokens import make_token
 
 
@@ -87,6 +87,7 @@ def prepare_digest(
     list_path = resolve_list(
         options.list_ref if options.list_ref is not None else settings.default_list,
         settings.lists_dir,
+        hint=LIST_HINT,
     )
     columns = tuple(template_fields(read_header(list_path)) if fields is None else fields)
     moment = cutoff if cutoff is not None else dt.datetime.now(dt.UTC)

@@ -55,15 +55,15 @@ def is_list_name(value: str) -> bool:
     return _LIST_NAME_RE.fullmatch(value) is not None
 
 
-def resolve_list(value: str, lists_dir: Path) -> Path:
+LIST_HINT = "name another with --list (or MAILER_DEFAULT_LIST); `mailer lists` shows them"
+
+
+def resolve_list(value: str, lists_dir: Path, *, hint: str | None = None) -> Path:
     """A list that exists: a plain name (``lists/<name>.csv``), or the path of a ``.csv``
-    file given explicitly."""
+    file given explicitly. ``hint`` says how the caller's user names another."""
     path = _list_path(value, lists_dir)
     if not path.is_file():
-        raise InputError(
-            f"{path}: list not found",
-            hint="name another with --list (or MAILER_DEFAULT_LIST); `mailer lists` shows them",
-        )
+        raise InputError(f"{path}: list not found", hint=hint)
     return path
 
 

@@ -337,3 +337,19 @@ def test_a_resume_never_depends_on_the_clock_or_the_zone(
         assert second.returncode == 0, errors + out
     assert "Resuming the unfinished issue" in out
     assert recorder.by_recipient() == dict.fromkeys(emails, 1)
+
+
+@pytest.mark.parametrize("reply", ["451 4.3.0 try later", "550 5.1.1 no such user"])
+def test_a_row_deferred_during_a_run_is_not_handed_out_again_by_that_run(
+    sample: Path, reply: str
+) -> None:
+    emails = make_list(sample, "crowd", 20)
+    recorder = Recorder(refuse={emails[0]: reply})  # deferred first, while the rest go out
+    with smtp_server(recorder) as server:
+        slow = {"MAILER_MAX_ATTEMPTS": "2", "MAILER_RETRY_BASE_DELAY": "3"}
+        result = send(server, "--list", "crowd", **slow)
+        assert result.exit_code == 1, result.output
+    # a 4xx: its own retry after the backoff, once; a held 5xx: once; never another copy
+    # from the scan of retries, which reaches it while it waits
+    assert recorder.rcpt_attempts[emails[0]] == (2 if reply.startswith("4") else 1)
+    assert len(recorder.received) == 19

@@ -29,7 +29,7 @@ from mailer.ledger import Ledger
 from mailer.models import Status
 from mailer.pipeline import DigestOptions, prepare_digest
 from mailer.settings import Settings, load_settings
-from mailer.subscribers import RowProblem, list_name, read_list, resolve_list
+from mailer.subscribers import LIST_HINT, RowProblem, list_name, read_list, resolve_list
 from mailer.suppression import Suppression
 from mailer.transports.smtp import SMTPTransport, needs_smtputf8
 
@@ -114,7 +114,7 @@ def digest(
         raise typer.Exit(_preview(settings, options, rows, strict=strict, limit=limit))
     settings.require_real_secret()
     list_path = resolve_list(
-        list_ if list_ is not None else settings.default_list, settings.lists_dir
+        list_ if list_ is not None else settings.default_list, settings.lists_dir, hint=LIST_HINT
     )
     suppression = Suppression.for_lists_dir(settings.lists_dir)
     audience = Audience(list_path, suppression, strict=strict, on_problem=rows.invalid)
