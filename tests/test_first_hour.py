@@ -67,3 +67,17 @@ def test_a_missing_list_names_the_flag_and_the_setting(sample: Path) -> None:
     line = refused(result)
     assert "lists/nosuch.csv: list not found" in line
     assert "--list" in result.output and "MAILER_DEFAULT_LIST" in result.output
+
+
+def test_a_first_send_with_limit_exits_0_and_says_how_many_remain(sample: Path) -> None:
+    rows = ["email,name"] + [f"reader{i}@example.org,R" for i in range(1, 6)]
+    (sample / "lists" / "five.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    with smtp_server() as server:
+        env = server.env(MAILER_TIMEZONE="UTC")
+        args = ("digest", "--send", "--date", "2026-11-27", "--list", "five")
+        first = invoke(*args, "--limit", "1", env=env)
+        assert first.exit_code == 0, first.output
+        assert "4 recipient(s) still to send" in first.output
+        rest = invoke(*args, env=env)
+        assert rest.exit_code == 0 and "still to send" not in rest.output
+    assert len(server.recorder.received) == 5

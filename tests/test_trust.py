@@ -195,7 +195,7 @@ def test_a_test_send_during_a_half_sent_campaign_goes_to_its_own_list(sample: Pa
     emails = crowd(sample, n=12)
     recorder = Recorder()
     with smtp_server(recorder) as server:
-        assert send(server, "--list", "crowd", "--limit", "5").exit_code == 1
+        assert send(server, "--list", "crowd", "--limit", "5").exit_code == 0
         before = len(recorder.received)
         test = send(server, "--list", "you", "--limit", "1")
         assert test.exit_code == 0, test.output
@@ -209,7 +209,7 @@ def test_a_changed_issue_is_not_resumed_silently_and_never_mailed_twice(sample: 
     emails = crowd(sample, n=12)
     recorder = Recorder()
     with smtp_server(recorder) as server:
-        assert send(server, "--list", "crowd", "--limit", "5").exit_code == 1
+        assert send(server, "--list", "crowd", "--limit", "5").exit_code == 0
         renamed = send(server, "--list", "crowd", MAILER_NEWSLETTER_NAME="The Renamed Weekly")
         assert renamed.exit_code == 2, renamed.output
         assert "was started with a different issue" in renamed.output
@@ -232,7 +232,7 @@ def test_a_resume_whose_template_needs_a_column_added_since_is_one_clear_error(
     emails = crowd(sample, n=8)
     recorder = Recorder()
     with smtp_server(recorder) as server:
-        assert send(server, "--list", "crowd", "--limit", "3").exit_code == 1
+        assert send(server, "--list", "crowd", "--limit", "3").exit_code == 0
         make_list(sample, "crowd", emails, extra="city")
         templates = sample / "my-templates"
         templates.mkdir()

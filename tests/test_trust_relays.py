@@ -130,7 +130,7 @@ def test_a_bounce_with_nothing_after_it_is_retried_then_given_up_and_the_campaig
     recorder = Recorder(refuse={emails[-1]: "550 5.1.1 no such user"})
     with smtp_server(recorder) as server:
         tries = {"MAILER_MAX_ATTEMPTS": "2"}
-        assert send(server, "--list", "crowd", "--limit", "5", **tries).exit_code == 1
+        assert send(server, "--list", "crowd", "--limit", "5", **tries).exit_code == 0
         second = send(server, "--list", "crowd", **tries)  # only the bad address is left
         assert second.exit_code == 1, second.output
         assert counts(server)["deferred"] == 1 and suppressed(sample) == ""  # no evidence yet
@@ -149,7 +149,7 @@ def test_a_relay_that_breaks_mid_campaign_fails_no_one_on_the_earlier_evidence(
     emails = make_list(sample, "crowd", 15)
     recorder = Recorder()
     with smtp_server(recorder) as server:
-        assert send(server, "--list", "crowd", "--limit", "3").exit_code == 1
+        assert send(server, "--list", "crowd", "--limit", "3").exit_code == 0
         recorder.rcpt_reply = "550 5.1.1 <x@example.org>: Recipient address rejected"
         broken = send(server, "--list", "crowd")
         assert broken.exit_code == 1, broken.output
@@ -168,7 +168,7 @@ def test_the_same_issue_under_another_name_while_the_first_is_half_sent_mails_no
     (lists / "alias.csv").symlink_to(lists / "crowd.csv")
     recorder = Recorder()
     with smtp_server(recorder) as server:
-        assert send(server, "--list", "crowd", "--limit", "2").exit_code == 1
+        assert send(server, "--list", "crowd", "--limit", "2").exit_code == 0
         assert send(server, "--list", "alias").exit_code == 0  # the other four
         back = send(server, "--list", "crowd")  # its pending four got it from 'alias'
         assert back.exit_code == 0, back.output
@@ -205,7 +205,7 @@ def test_the_same_issue_under_another_campaign_name_mails_no_one_twice(
             assert send(server, "--list", "crowd", "--campaign", "first try").exit_code == 0
             second = send(server, "--list", "crowd")
         else:
-            assert send(server, "--list", "crowd", "--limit", "3").exit_code == 1
+            assert send(server, "--list", "crowd", "--limit", "3").exit_code == 0
             if how == "symlink":
                 (lists / "alias.csv").symlink_to(lists / "crowd.csv")
             else:

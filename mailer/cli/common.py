@@ -16,6 +16,7 @@ import typer
 
 from mailer.campaign import Outcome
 from mailer.errors import EXIT_INCOMPLETE, EXIT_OK, EXIT_RESUMABLE, Interrupted, MailerError
+from mailer.ledger import State
 from mailer.models import Status
 
 P = ParamSpec("P")
@@ -33,13 +34,15 @@ def plural(count: int, word: str, many: str | None = None) -> str:
 
 
 def exit_code(outcome: Outcome) -> int:
-    """The exit-code policy of a send (the README's table): 75 when stopped by a signal,
-    1 when anyone failed, was deferred, is unknown or is left to send, else 0."""
+    """The exit-code policy of a send (the README's table): 75 when stopped by a signal; 1
+    when anyone failed, was deferred or is unknown; else 0, also when ``--limit`` left
+    recipients pending for a later run (the summary says how many)."""
     if outcome.stopped:
         return EXIT_RESUMABLE
     results = outcome.results
     bad = results[Status.FAILED] + results[Status.DEFERRED] + results[Status.UNKNOWN]
-    if bad or outcome.not_sent or outcome.left or outcome.unknown:
+    waiting = outcome.counts.get(State.DEFERRED, 0) + outcome.unknown
+    if bad or outcome.not_sent or waiting:
         return EXIT_INCOMPLETE
     return EXIT_OK
 
