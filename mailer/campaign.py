@@ -234,6 +234,7 @@ class Outcome:
     counts: dict[State, int] = field(default_factory=dict)  # the campaign after the run
     bounces_suppressed: int = 0
     stopped: bool = False  # stopped before the end (a signal); the rest stays to send
+    hard_bounces: list[str] = field(default_factory=list)  # this run's 5.1.x RCPT refusals
     abandoned: int = 0  # in flight when the run was abandoned: now unknown
     planned: int = 0
     elapsed: float = 0.0
@@ -254,6 +255,8 @@ class Outcome:
 
     def add(self, result: SendResult) -> None:
         self.results[result.status] += 1
+        if result.status is Status.FAILED and result.hard_bounce:
+            self.hard_bounces.append(result.email)
         bad = (Status.FAILED, Status.DEFERRED, Status.UNKNOWN)
         if result.status in bad and len(self.failures) < KEPT_FAILURES:
             self.failures.append(result)
@@ -342,19 +345,33 @@ async def run_campaign(
         outcome.stopped = not engine.completed
         outcome.results[Status.UNSENT] += engine.unsent
         outcome.bounces_suppressed = settle(
-            ledger, campaign, suppression, attempts=policy.max_attempts
+            ledger,
+            campaign,
+            suppression,
+            refusals=policy.max_attempts,
+            bounced=outcome.hard_bounces,
         )
         outcome.counts = ledger.counts(campaign)
     return outcome
 
 
-def settle(ledger: Ledger, campaign: Campaign, suppression: Suppression, *, attempts: int) -> int:
-    """Give up on rows refused ``attempts`` times across runs, suppress the campaign's hard
-    bounces (5.1.x at RCPT: the one rule), and mark it finished when nothing is left to
-    send. Returns how many addresses were newly suppressed."""
-    ledger.give_up(campaign, attempts=attempts)
-    bounced: Reason = "bounced"
-    bounces = [(row.email, bounced) for row in ledger.hard_bounces(campaign)]
+def settle(
+    ledger: Ledger,
+    campaign: Campaign,
+    suppression: Suppression,
+    *,
+    refusals: int,
+    bounced: Iterable[str] = (),
+) -> int:
+    """After a run: give up on rows refused ``refusals`` times across runs, suppress the hard
+    bounces of this run (``bounced``, and those among the rows given up: 5.1.x at RCPT is
+    the one rule), and mark the campaign finished when nothing is left to send. Returns how
+    many addresses were newly suppressed. Earlier runs' bounces are not suppressed again:
+    an address resubscribed since stays so."""
+    given_up = ledger.give_up(campaign, refusals=refusals)
+    reason: Reason = "bounced"
+    bounces = [(email, reason) for email in bounced]
+    bounces += [(email, reason) for email, hard in given_up if hard]
     added = suppression.add_many(bounces, note=HARD_BOUNCE_NOTE) if bounces else 0
     counts = ledger.counts(campaign)
     if not any(counts[state] for state in OPEN_STATES) and campaign.finished_at is None:

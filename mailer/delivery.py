@@ -82,6 +82,7 @@ class Verdict(enum.Enum):
     UNKNOWN = "unknown"  # lost after the data went out: may have been delivered
     REFUSED = "refused"  # a permanent refusal, held until the relay shows it takes our mail
     REFUSED_US = "refused-us"  # a permanent refusal of the sender or the session: stop
+    UNDELIVERABLE = "undeliverable"  # refused here, not by the relay: it cannot go through
 
 
 _SENDER_TEXT = re.compile(r"sender (address )?(rejected|verify failed|verification failed)", re.I)
@@ -106,6 +107,8 @@ def classify(reply: Reply, *, broken: bool = False, data_sent: bool = False) -> 
         return Verdict.UNKNOWN
     if not reply.permanent:
         return Verdict.TEMPORARY
+    if reply.stage == "local":
+        return Verdict.UNDELIVERABLE
     if (
         reply.stage in ("mail", "data")
         or reply.enhanced in _ABOUT_US_CODES
@@ -132,6 +135,7 @@ Skip = Callable[[Outgoing], str | None]
 class _Item:
     message: Outgoing
     attempts: int = 0
+    started: int = 0  # the order in which its latest attempt was handed to a channel
 
 
 class Delivery:
@@ -163,6 +167,7 @@ class Delivery:
         self._stopping = False
         self._fatal: BaseException | None = None
         self._held: list[tuple[_Item, Reply]] = []  # refusals not yet judged
+        self._started = 0  # attempts handed to channels so far (see _Item.started)
         self._stopped = asyncio.Event()  # set by stop(): wakes workers waiting on the rate
         self._done = False
         self._warm = False
@@ -272,6 +277,8 @@ class Delivery:
                     self._emit(item, Status.SKIPPED, Reply(0, reason))
                     continue
                 item.attempts += 1
+                self._started += 1
+                item.started = self._started
                 self.in_flight += 1
                 try:
                     ready = None
@@ -290,6 +297,9 @@ class Delivery:
                     continue
                 finally:
                     self.in_flight -= 1
+                # Recorded before the channel is closed: a QUIT may take seconds, and an
+                # abandoned run must not lose an outcome the server already gave.
+                self._settle(item, reply, broken=broken, data_sent=data_sent)
                 if broken or reply.code == 421:
                     with contextlib.suppress(Exception):
                         await channel.close()
@@ -299,7 +309,6 @@ class Delivery:
                     if sent_on_channel >= self.policy.messages_per_connection:
                         await channel.close()
                         channel = None
-                self._settle(item, reply, broken=broken, data_sent=data_sent)
         finally:
             if channel is not None:
                 with contextlib.suppress(Exception):
@@ -341,10 +350,16 @@ class Delivery:
     def _settle(self, item: _Item, reply: Reply, *, broken: bool, data_sent: bool) -> None:
         verdict = classify(reply, broken=broken, data_sent=data_sent)
         if verdict is Verdict.SENT:
-            self._release(Status.FAILED)  # the relay takes our mail: those were about them
+            if not self._stopping:
+                # The relay took a message that it was handed after these refusals: they
+                # were about their recipients. (One handed over before them proves nothing:
+                # the relay may have started refusing everyone since.)
+                self._release(Status.FAILED, before=item.started)
             self._emit(item, Status.SENT, reply)
         elif verdict is Verdict.UNKNOWN:
             self._emit(item, Status.UNKNOWN, reply)
+        elif verdict is Verdict.UNDELIVERABLE:
+            self._emit(item, Status.FAILED, reply)
         elif verdict is Verdict.REFUSED_US:
             self._emit(item, Status.UNSENT, reply)
             self._abort(
@@ -379,11 +394,14 @@ class Delivery:
             self._retries.add(task)
             task.add_done_callback(self._retries.discard)
 
-    def _release(self, status: Status) -> None:
-        """Judge the held policy refusals: ``FAILED`` once the relay has taken a message
-        (recorded anew), or ``DEFERRED`` as they were recorded."""
-        held, self._held = self._held, []
-        for item, reply in held:
+    def _release(self, status: Status, *, before: int | None = None) -> None:
+        """Judge the held refusals (those handed to a channel before ``before``, if given):
+        ``FAILED``, recorded anew, or ``DEFERRED``, as they were recorded."""
+        judged = [h for h in self._held if before is None or h[0].started < before]
+        if not judged:
+            return
+        self._held = [h for h in self._held if not (before is None or h[0].started < before)]
+        for item, reply in judged:
             if status is Status.DEFERRED:
                 self._results.put_nowait(self._result(item, status, reply))
                 self._outstanding -= 1
@@ -393,10 +411,10 @@ class Delivery:
     async def _retry_later(self, item: _Item, reply: Reply) -> None:
         try:
             await asyncio.sleep(self._backoff(item.attempts))
+            await self._queue.put(item)  # may wait for room, and be cancelled there too
         except asyncio.CancelledError:
             self._emit(item, Status.DEFERRED, reply)  # the run stopped before the retry
             return
-        await self._queue.put(item)
 
     def _backoff(self, attempt: int) -> float:
         base = self.policy.retry_base_delay * 2.0 ** (attempt - 1)

@@ -227,6 +227,10 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "ALTER TABLE campaigns ADD COLUMN fingerprint TEXT NOT NULL DEFAULT ''",
         "ALTER TABLE campaigns ADD COLUMN fields TEXT NOT NULL DEFAULT '[]'",
     ),
+    # 3: how many times a row was refused with a 5xx that was held for judgment, so that a
+    # campaign gives up on it after enough refusals (not after enough attempts: 4xx retries
+    # and refusals about us must not count).
+    ("ALTER TABLE deliveries ADD COLUMN refusals INTEGER NOT NULL DEFAULT 0",),
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
@@ -352,7 +356,11 @@ class _Writer:
             self._marks += 1
         if len(self._ops) >= MAX_BATCH or (op[0] == MARK and self._acked == self._seq):
             self._send_batch()  # a big batch, or a mark while the writer is idle: now
-        elif self._acked == self._seq and not self._scheduled and self._loop is not None:
+        elif self._acked < self._seq:
+            # An outcome while a commit is in flight: it goes with the next batch, sent as
+            # soon as that commit is acknowledged, not whenever the next mark comes.
+            self._wanted = True
+        elif not self._scheduled and self._loop is not None:
             # An outcome while the writer is idle (the send is quiet, or waiting for a slow
             # relay): commit it at the end of this loop iteration rather than whenever the
             # next mark comes, so that a crash meanwhile cannot turn it into 'unknown'.
@@ -872,21 +880,27 @@ class Ledger:
 
         return _campaign(self._job(insert))
 
-    def give_up(self, campaign: Campaign, *, attempts: int) -> int:
-        """Fail the deferred rows whose last reply was a 5xx refusal and that have been tried
-        ``attempts`` times (across runs): a refusal the relay kept giving, run after run, is
-        about that recipient. Returns how many; a hard bounce among them is suppressed by
-        the caller like any other."""
+    def give_up(self, campaign: Campaign, *, refusals: int) -> list[tuple[str, bool]]:
+        """Fail the deferred rows the relay has refused ``refusals`` times with a 5xx (held
+        refusals, across runs): a refusal given run after run is about that recipient.
+        Returns each row failed, as (address, hard bounce)."""
 
-        def update(conn: sqlite3.Connection, now: str) -> int:
+        def update(conn: sqlite3.Connection, now: str) -> list[tuple[str, bool]]:
             first, last = self._rows_of(campaign)
-            return conn.execute(
-                "UPDATE deliveries SET state = 'failed', updated_at = ? WHERE id BETWEEN ? "
-                "AND ? AND state = 'deferred' AND last_code >= 500 AND attempts >= ?",
-                (now, first, last, attempts),
-            ).rowcount
+            where = (
+                "WHERE id BETWEEN ? AND ? AND state = 'deferred' AND last_code >= 500 "
+                "AND refusals >= ?"
+            )
+            rows = conn.execute(
+                f"SELECT address, hard_bounce FROM deliveries {where}", (first, last, refusals)
+            ).fetchall()
+            conn.execute(
+                f"UPDATE deliveries SET state = 'failed', updated_at = ? {where}",
+                (now, first, last, refusals),
+            )
+            return [(address, bool(hard)) for address, hard in rows]
 
-        return int(self._job(update))
+        return self._job(update)
 
     def accept_changes(self, campaign: Campaign, *, fingerprint: str, subject: str) -> Campaign:
         """Record that the rest of ``campaign`` goes out with new content (``--accept-changes``)."""

@@ -47,10 +47,13 @@ MARK_SQL: Final = (
     "sending_at = ?, updated_at = ? WHERE campaign_id = ? AND email = ? "
     "AND state IN ('pending', 'deferred', 'unknown', 'sending')"
 )
+# A deferred outcome with a 5xx reply is a refusal held for judgment: it is counted, and
+# the campaign gives up on the row after enough of them (Ledger.give_up).
 RECORD_SQL: Final = (
     "UPDATE deliveries SET state = ?, last_code = ?, last_reply = ?, "
     "message_id = coalesce(?, message_id), hard_bounce = ?, updated_at = ?, "
-    "sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END "
+    "sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END, "
+    "refusals = refusals + (? = 'deferred' AND coalesce(?, 0) >= 500) "
     "WHERE campaign_id = ? AND email = ? AND state <> 'sent'"
 )
 # One change: (kind, campaign_id, key, now, *rest) where rest is (message_id,) for a mark and
@@ -80,7 +83,20 @@ class Applier:
                         cursor = execute(MARK_SQL, (rest[0], now, now, cid, key))
                     else:
                         state, code, reply, mid, hard = rest
-                        values = (state, code, reply, mid, hard, now, state, now, cid, key)
+                        values = (
+                            state,
+                            code,
+                            reply,
+                            mid,
+                            hard,
+                            now,
+                            state,
+                            now,
+                            state,
+                            code,
+                            cid,
+                            key,
+                        )
                         cursor = execute(RECORD_SQL, values)
                     if cursor.rowcount != 1:
                         refused.append((seq, index, self._why(kind, cid, key)))

@@ -15,8 +15,9 @@ class Reply:
     """The server's answer for one recipient. ``code`` 0 means no answer (connection lost).
 
     ``stage`` says which command it answered: ``mail`` (MAIL FROM: about us, never the
-    recipient), ``rcpt``, ``data`` (the DATA command), ``message`` (after the final dot), or
-    ``""`` where that does not apply (previews, a connection lost).
+    recipient), ``rcpt``, ``data`` (the DATA command), ``message`` (after the final dot),
+    ``local`` (refused before asking the relay: it cannot go through it), or ``""`` where
+    that does not apply (previews, a connection lost).
     """
 
     code: int

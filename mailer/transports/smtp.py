@@ -163,7 +163,7 @@ class SMTPChannel:
                         f"{self._config.where} does not offer SMTPUTF8"
                     )
                 if not recipient.isascii():
-                    return Reply(553, NEEDS_SMTPUTF8.format(where=self._config.where), "rcpt")
+                    return Reply(553, NEEDS_SMTPUTF8.format(where=self._config.where), "local")
         if self._client.supports_extension("size"):  # the relay can refuse a big one early
             options += (b"SIZE=%d" % len(message.data),)
         reply = await self._client.execute_command(
