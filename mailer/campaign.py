@@ -30,7 +30,7 @@ from mailer.errors import EmptyAudience, InputError
 from mailer.ledger import OPEN_STATES, Campaign, Ledger, State
 from mailer.models import DeliveryPolicy, Outgoing, Recipient, SendResult, Status
 from mailer.pipeline import PreparedIssue, campaign_name
-from mailer.subscribers import RowProblem, read_list
+from mailer.subscribers import LIST_HINT, RowProblem, read_list
 from mailer.suppression import Reason, Suppression
 from mailer.transports.base import Transport
 from mailer.transports.files import FilesTransport
@@ -169,6 +169,11 @@ def open_digest_campaign(
     """
     existing = target.existing
     if existing is None:
+        if not audience.list_path.is_file():
+            raise InputError(
+                f"{audience.list_path}: list not found",
+                hint="name another with --list (or MAILER_DEFAULT_LIST); `mailer lists` shows them",
+            )
         try:
             return ledger.start_campaign(
                 target.name,

@@ -88,6 +88,7 @@ def prepare_digest(
         options.list_ref if options.list_ref is not None else settings.default_list,
         settings.lists_dir,
         hint=LIST_HINT,
+        must_exist=fields is None,  # a resume has its audience and columns frozen
     )
     columns = tuple(template_fields(read_header(list_path)) if fields is None else fields)
     moment = cutoff if cutoff is not None else dt.datetime.now(dt.UTC)

@@ -58,11 +58,14 @@ def is_list_name(value: str) -> bool:
 LIST_HINT = "name another with --list (or MAILER_DEFAULT_LIST); `mailer lists` shows them"
 
 
-def resolve_list(value: str, lists_dir: Path, *, hint: str | None = None) -> Path:
-    """A list that exists: a plain name (``lists/<name>.csv``), or the path of a ``.csv``
-    file given explicitly. ``hint`` says how the caller's user names another."""
+def resolve_list(
+    value: str, lists_dir: Path, *, hint: str | None = None, must_exist: bool = True
+) -> Path:
+    """A list: a plain name (``lists/<name>.csv``), or the path of a ``.csv`` file given
+    explicitly; it must exist unless ``must_exist`` is false (a campaign whose audience is
+    frozen can be resumed without its file). ``hint`` says how to name another."""
     path = _list_path(value, lists_dir)
-    if not path.is_file():
+    if must_exist and not path.is_file():
         raise InputError(f"{path}: list not found", hint=hint)
     return path
 

@@ -148,3 +148,45 @@ async def test_an_outcome_queued_during_a_commit_is_committed_without_waiting_fo
             ).fetchone()
         assert state == "sent"
         await ledger.flush()
+
+
+def test_a_campaign_resumes_after_its_list_file_is_gone(sample: Path) -> None:
+    emails = make_list(sample, 6)
+    (sample / "state").mkdir()
+    recorder = Recorder()
+    with smtp_server(recorder) as server:
+        ledger = str(sample / "state" / "fresh.sqlite3")
+        first = invoke(
+            "digest",
+            "--send",
+            "--date",
+            "2026-11-27",
+            "--list",
+            "crowd",
+            "--limit",
+            "2",
+            env=env(server, MAILER_LEDGER=ledger),
+        )
+        assert first.exit_code == 0, first.output
+        (sample / "lists" / "crowd.csv").unlink()  # deleted or moved away mid-campaign
+        rest = invoke(
+            "digest",
+            "--send",
+            "--date",
+            "2026-11-27",
+            "--list",
+            "crowd",
+            env=env(server, MAILER_LEDGER=ledger),
+        )
+        assert rest.exit_code == 0, rest.output
+        other = invoke(
+            "digest",
+            "--send",
+            "--date",
+            "2026-11-28",
+            "--list",
+            "crowd",
+            env=env(server, MAILER_LEDGER=ledger),
+        )
+    assert recorder.by_recipient() == dict.fromkeys(emails, 1)
+    assert other.exit_code == 2 and "list not found" in other.output  # a new issue needs it

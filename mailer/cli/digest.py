@@ -113,8 +113,13 @@ def digest(
     if not send:
         raise typer.Exit(_preview(settings, options, rows, strict=strict, limit=limit))
     settings.require_real_secret()
+    # The file may be gone if its campaign is resumed (the audience is frozen in the
+    # ledger); a new campaign needs it, and says so (open_digest_campaign).
     list_path = resolve_list(
-        list_ if list_ is not None else settings.default_list, settings.lists_dir, hint=LIST_HINT
+        list_ if list_ is not None else settings.default_list,
+        settings.lists_dir,
+        hint=LIST_HINT,
+        must_exist=False,
     )
     suppression = Suppression.for_lists_dir(settings.lists_dir)
     audience = Audience(list_path, suppression, strict=strict, on_problem=rows.invalid)
