@@ -170,10 +170,7 @@ def open_digest_campaign(
     existing = target.existing
     if existing is None:
         if not audience.list_path.is_file():
-            raise InputError(
-                f"{audience.list_path}: list not found",
-                hint="name another with --list (or MAILER_DEFAULT_LIST); `mailer lists` shows them",
-            )
+            raise InputError(f"{audience.list_path}: list not found", hint=LIST_HINT)
         try:
             return ledger.start_campaign(
                 target.name,
