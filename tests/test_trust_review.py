@@ -155,38 +155,17 @@ def test_a_campaign_resumes_after_its_list_file_is_gone(sample: Path) -> None:
     (sample / "state").mkdir()
     recorder = Recorder()
     with smtp_server(recorder) as server:
-        ledger = str(sample / "state" / "fresh.sqlite3")
-        first = invoke(
-            "digest",
-            "--send",
-            "--date",
-            "2026-11-27",
-            "--list",
-            "crowd",
-            "--limit",
-            "2",
-            env=env(server, MAILER_LEDGER=ledger),
-        )
+        ledger = {"MAILER_LEDGER": str(sample / "state" / "fresh.sqlite3")}
+
+        def run(date: str, *extra: str) -> Any:
+            args = ("digest", "--send", "--date", date, "--list", "crowd", *extra)
+            return invoke(*args, env=env(server, **ledger))
+
+        first = run("2026-11-27", "--limit", "2")
         assert first.exit_code == 0, first.output
         (sample / "lists" / "crowd.csv").unlink()  # deleted or moved away mid-campaign
-        rest = invoke(
-            "digest",
-            "--send",
-            "--date",
-            "2026-11-27",
-            "--list",
-            "crowd",
-            env=env(server, MAILER_LEDGER=ledger),
-        )
+        rest = run("2026-11-27")
         assert rest.exit_code == 0, rest.output
-        other = invoke(
-            "digest",
-            "--send",
-            "--date",
-            "2026-11-28",
-            "--list",
-            "crowd",
-            env=env(server, MAILER_LEDGER=ledger),
-        )
+        other = run("2026-11-28")
     assert recorder.by_recipient() == dict.fromkeys(emails, 1)
     assert other.exit_code == 2 and "list not found" in other.output  # a new issue needs it
