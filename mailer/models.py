@@ -22,7 +22,7 @@ class Article:
     slug: str
     title: str
     date: dt.date
-    url: str
+    url: str | None  # None: no link of its own (see the archive page, or the full text)
     summary: str
     body_html: str
     body_text: str

@@ -12,7 +12,14 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from mailer.errors import ConfigError
@@ -34,6 +41,7 @@ from mailer.tokens import MAX_TOKEN_CHARS
 # secret key is public, so sending real mail with it is refused (see ``require_real_secret``).
 SAMPLE_SECRET_KEY = "sample-secret-key-change-me"
 SAMPLE_FROM = "newsletter@example.com"
+SAMPLE_UNSUBSCRIBE_URL = "https://example.com/unsubscribe"
 # HMAC-SHA256 takes keys of any length, but a key shorter than its 32-byte output is easier
 # to guess than the MAC it makes.
 MIN_SECRET_KEY_BYTES = 32
@@ -74,7 +82,11 @@ class Settings(BaseSettings):
     smtp_helo_name: str | None = None
 
     secret_key: SecretStr = SecretStr(SAMPLE_SECRET_KEY)
-    unsubscribe_url: str = "https://example.com/unsubscribe"
+    # The site `mailer serve` answers at, behind a TLS reverse proxy: one-click unsubscribe
+    # at <public_url>/unsubscribe (unless MAILER_UNSUBSCRIBE_URL says otherwise), the archive
+    # at <public_url>/issues/, the forward form at <public_url>/forward/<slug>.
+    public_url: str | None = None
+    unsubscribe_url: str = SAMPLE_UNSUBSCRIBE_URL
     unsubscribe_mailto: str | None = None
     subscribe_url: str | None = None
 
@@ -95,6 +107,10 @@ class Settings(BaseSettings):
     policy_halt_after: int = Field(20, ge=1)
 
     forward_daily_quota: int = Field(10, ge=1)
+    # Web forwards per minute, for the whole site (the form's global brake on abuse).
+    forward_rate: int = Field(30, ge=1)
+    # Where sent and built issues are kept for the archive pages (no personal data).
+    archive_dir: Path = Path(".mailer/archive")
 
     # The newsletter's time zone: what "today" is, and where an issue's days begin and end.
     timezone: str | None = None
@@ -121,6 +137,29 @@ class Settings(BaseSettings):
     @classmethod
     def _reply_to(cls, value: str | None) -> str | None:
         return _normalise_address(value) if value else None
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not is_web_url(value, https=True):
+            raise ValueError("must be an https:// URL without spaces or quotes")
+        parts = urlsplit(value)
+        if not parts.hostname or parts.query or parts.fragment:
+            raise ValueError("must be an https:// URL with a host name, and no ? or #")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _unsubscribe_from_public_url(self) -> Settings:
+        # MAILER_UNSUBSCRIBE_URL defaults to the one-click endpoint of `mailer serve`.
+        if self.public_url and "unsubscribe_url" not in self.model_fields_set:
+            url = f"{self.public_url}/unsubscribe"
+            problem = unsubscribe_url_problem(url, token_chars=MAX_TOKEN_CHARS)
+            if problem is not None:
+                raise ValueError(f"public_url: {problem}")
+            self.unsubscribe_url = url
+        return self
 
     @field_validator("unsubscribe_url", "subscribe_url")
     @classmethod

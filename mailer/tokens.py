@@ -1,4 +1,8 @@
-"""Signed unsubscribe tokens: HMAC-SHA256 over the list and the address, URL-safe."""
+"""Signed per-recipient tokens: HMAC-SHA256 over a purpose, the list and the address, URL-safe.
+
+A token is signed for one purpose (``unsubscribe`` or ``forward``): one made for a purpose
+never verifies for another, so a forward link cannot unsubscribe anyone and an unsubscribe
+link cannot send mail."""
 
 from __future__ import annotations
 
@@ -6,10 +10,15 @@ import base64
 import hashlib
 import hmac
 import re
+from typing import Literal
 
 from mailer.errors import TokenError
 
-_CONTEXT = b"mailer-unsubscribe-v1\x00"
+Purpose = Literal["unsubscribe", "forward"]
+_CONTEXTS: dict[str, bytes] = {
+    "unsubscribe": b"mailer-unsubscribe-v1\x00",
+    "forward": b"mailer-forward-v1\x00",
+}
 _MAX_TOKEN = 2048
 _MAC_BYTES = hashlib.sha256().digest_size
 
@@ -48,13 +57,14 @@ def _unb64(text: str) -> bytes:
     return data
 
 
-def _mac(secret: str, payload: bytes) -> bytes:
+def _mac(secret: str, payload: bytes, purpose: Purpose) -> bytes:
     if not secret:
         raise TokenError("no secret key: set MAILER_SECRET_KEY to sign unsubscribe tokens")
-    return hmac.new(secret.encode(), _CONTEXT + payload, hashlib.sha256).digest()
+    context = _CONTEXTS[purpose]
+    return hmac.new(secret.encode(), context + payload, hashlib.sha256).digest()
 
 
-def make_token(secret: str, list_name: str, email: str) -> str:
+def make_token(secret: str, list_name: str, email: str, *, purpose: Purpose = "unsubscribe") -> str:
     """``<payload>.<mac>``: the payload names list and address so the token alone suffices.
 
     At most ``MAX_TOKEN_CHARS`` long: a list name over ``MAX_LIST_NAME_OCTETS`` or an
@@ -68,10 +78,10 @@ def make_token(secret: str, list_name: str, email: str) -> str:
     if len(email.encode()) > MAX_ADDRESS_OCTETS or len(address) > MAX_LOWERED_ADDRESS_OCTETS:
         raise TokenError(f"an e-mail address is at most {MAX_ADDRESS_OCTETS} bytes long")
     payload = list_name.encode() + b"\n" + address
-    return f"{_b64(payload)}.{_b64(_mac(secret, payload))}"
+    return f"{_b64(payload)}.{_b64(_mac(secret, payload, purpose))}"
 
 
-def verify_token(secret: str, token: str) -> tuple[str, str]:
+def verify_token(secret: str, token: str, *, purpose: Purpose = "unsubscribe") -> tuple[str, str]:
     """Return ``(list_name, email)`` for a genuine token; raise ``TokenError`` otherwise.
 
     The MAC covers list and address, so a token cannot be forged, altered, or moved to
@@ -79,20 +89,20 @@ def verify_token(secret: str, token: str) -> tuple[str, str]:
     """
     token = token.strip()
     if len(token) > _MAX_TOKEN or token.count(".") != 1:
-        raise TokenError("unsubscribe token is malformed")
+        raise TokenError(f"{purpose} token is malformed")
     payload_b64, mac_b64 = token.split(".")
     try:
         payload = _unb64(payload_b64)
         mac = _unb64(mac_b64)
     except (ValueError, TypeError):
-        raise TokenError("unsubscribe token is malformed") from None
-    expected = _mac(secret, payload)
+        raise TokenError(f"{purpose} token is malformed") from None
+    expected = _mac(secret, payload, purpose)
     if len(mac) != _MAC_BYTES or not hmac.compare_digest(mac, expected):
-        raise TokenError("unsubscribe token is not valid (forged, altered or for another key)")
+        raise TokenError(f"{purpose} token is not valid (forged, altered or for another key)")
     try:
         list_name, email = payload.decode("utf-8").split("\n")
     except (UnicodeDecodeError, ValueError):
-        raise TokenError("unsubscribe token is malformed") from None
+        raise TokenError(f"{purpose} token is malformed") from None
     if not email:
-        raise TokenError("unsubscribe token is malformed")
+        raise TokenError(f"{purpose} token is malformed")
     return list_name, email

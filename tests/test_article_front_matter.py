@@ -162,7 +162,13 @@ def load_or_error(path: Path) -> Article | str:
         return message
     finally:
         assert time.monotonic() - started < 5
-    for text in (article.title, article.url, article.summary, article.slug, article.author or ""):
+    for text in (
+        article.title,
+        article.url or "",
+        article.summary,
+        article.slug,
+        article.author or "",
+    ):
         assert not FORBIDDEN.search(text), text
     for tag in article.tags:
         assert not FORBIDDEN.search(tag)

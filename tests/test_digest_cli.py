@@ -87,7 +87,6 @@ BAD_ARTICLES = {
     "picture.txt": (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00", "binary"),
     "empty.md": (b"", "empty"),
     "blank.txt": (b"  \n\n\t\n", "empty"),
-    "no-url.md": (b"---\ntitle: Fine\ndate: 2026-11-27\n---\nBody.\n", "no url"),
     "bad-date.md": (
         b"---\ntitle: Fine\ndate: 27/11/2026\nurl: https://example.com/x\n---\nBody.\n",
         "'27/11/2026' is not a date",

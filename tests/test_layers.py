@@ -27,6 +27,7 @@ ORDER = [
     "mailer.digest",
     "mailer.render",
     "mailer.messages",
+    "mailer.archive",
     # 3. machinery
     "mailer.transports",
     "mailer.ledger_writer",
@@ -36,7 +37,9 @@ ORDER = [
     # 4. use cases
     "mailer.forward",
     "mailer.campaign",
+    "mailer.importer",
     # 5. front doors
+    "mailer.web",
     "mailer.cli",
     "mailer.__main__",
 ]

@@ -183,3 +183,13 @@ def test_forged_token_in_a_real_process(sample: Path) -> None:
     )
     assert genuine.returncode == 0, genuine.stderr
     assert Suppression.for_lists_dir(sample / "lists").is_suppressed("ALICE@example.org")
+
+
+def test_a_token_made_for_one_purpose_never_verifies_for_another() -> None:
+    forward = make_token(KEY, "example", "bob@example.net", purpose="forward")
+    assert verify_token(KEY, forward, purpose="forward") == ("example", "bob@example.net")
+    with pytest.raises(TokenError):
+        verify_token(KEY, forward)  # an unsubscribe check
+    unsubscribe = make_token(KEY, "example", "bob@example.net")
+    with pytest.raises(TokenError):
+        verify_token(KEY, unsubscribe, purpose="forward")

@@ -93,9 +93,9 @@ def _build(
     url = meta.text("url")
     if not url and base_url:
         url = base_url.rstrip("/") + "/" + slug
-    if not url:
-        raise InputError(f"{path}: no url (add 'url:' so the digest can link to the article)")
-    _check_url(meta, "url", url)
+    # No url is fine: the digest links to the article's archive page, or carries its text.
+    if url:
+        _check_url(meta, "url", url)
     image = meta.text("image")
     if image:
         _check_url(meta, "image", image)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from mailer import __version__
-from mailer.cli import digest, forward, lists, status
+from mailer.cli import archive, digest, forward, importer, lists, serve, status
 
 app = typer.Typer(
     name="mailer",
@@ -48,6 +48,9 @@ digest.register(app)
 lists.register(app)
 status.register(app)
 forward.register(app)
+importer.register(app)
+serve.register(app)
+archive.register(app)
 
 
 def main() -> None:
