@@ -35,8 +35,8 @@ ORDER = [
     "mailer.delivery",
     "mailer.pipeline",
     # 4. use cases
-    "mailer.forward",
     "mailer.campaign",
+    "mailer.forward",  # one article to a friend: runs through the send use case
     "mailer.importer",
     # 5. front doors
     "mailer.web",
