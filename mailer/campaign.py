@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mailer.archive import Store, issue_of
 from mailer.delivery import Delivery
 from mailer.errors import EmptyAudience, InputError
 from mailer.ledger import OPEN_STATES, Campaign, Ledger, State
@@ -161,12 +162,31 @@ def open_digest_campaign(
     *,
     accept_changes: bool = False,
 ) -> Campaign:
-    """Freeze a new campaign's audience, or check that a resume sends the issue it started.
+    """Freeze a new campaign's audience, or check that a resume sends the issue it started;
+    then keep the issue in the archive (``prepared.archive_dir``), before its first message
+    goes out, so that the "View in browser" link works at once.
 
     ``InputError`` for an audience with nobody to send to (nothing is frozen), or for a
     resume whose issue changed since (articles, templates, subject, sender settings) unless
     ``accept_changes``.
     """
+    campaign = _open_digest_campaign(
+        ledger, target, prepared, audience, accept_changes=accept_changes
+    )
+    if campaign.finished_at is None and prepared.archive_dir is not None:
+        # A preview is not archived: only what is sent is published.
+        Store(prepared.archive_dir).save(issue_of(prepared.digest))
+    return campaign
+
+
+def _open_digest_campaign(
+    ledger: Ledger,
+    target: DigestTarget,
+    prepared: PreparedIssue,
+    audience: Audience,
+    *,
+    accept_changes: bool,
+) -> Campaign:
     existing = target.existing
     if existing is None:
         if not audience.list_path.is_file():

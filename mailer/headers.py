@@ -49,6 +49,9 @@ _ATEXT = r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+"
 _LIST_ID_RE = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})+")
 # Characters RFC 6068 lets stand in the address of a mailto URI besides unreserved ones.
 _MAILTO_SAFE = "!$'()*+,;:"
+MAX_PAGE_SLUG = 200
+_PAGE_SLUG_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,198}[A-Za-z0-9])?")
+_ISSUE_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _MONTHS = (
     *("January", "February", "March", "April", "May", "June"),
     *("July", "August", "September", "October", "November", "December"),
@@ -103,6 +106,26 @@ def is_web_url(value: str, *, https: bool = False) -> bool:
 def slugify(text: str, fallback: str) -> str:
     """Lower-case ASCII letters and digits joined by hyphens (a URL path, a DNS label)."""
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or fallback
+
+
+def page_slug(slug: str) -> str:
+    """An article's slug as one segment of a web path and a folder name (``/articles/<slug>/``,
+    ``/forward/<slug>``): the slug itself when it is ASCII letters, digits, ``.``, ``_`` and
+    ``-`` that begin and end with a letter or digit (so never ``.``, ``..`` or a hidden
+    name), else its ``slugify`` form. Nothing it returns can leave a folder."""
+    if _PAGE_SLUG_RE.fullmatch(slug):
+        return slug
+    return slugify(slug, "article")[:MAX_PAGE_SLUG].rstrip("-") or "article"
+
+
+def issue_date_from_text(text: str) -> dt.date | None:
+    """``YYYY-MM-DD`` (exactly) as a date, else ``None``: a path segment or a file name."""
+    if not _ISSUE_DATE_RE.fullmatch(text):
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        return None
 
 
 def human_date(day: dt.date) -> str:
@@ -176,6 +199,18 @@ def list_unsubscribe(prefix: str, token: str, mailto: str | None) -> str:
     if mailto:
         targets.append(f"<{mailto}?subject=unsubscribe%20{token}>")
     return "List-Unsubscribe: " + ",\r\n ".join(targets)
+
+
+def list_archive(url: str) -> str:
+    """The RFC 2369 List-Archive field: ``<url>``, an http(s) URL with nothing unsafe in it,
+    on one line."""
+    check_header_value("List-Archive", url)
+    if not is_web_url(url) or not url.isascii():
+        raise HeaderError("List-Archive: must be an ASCII http(s) URL without spaces or quotes")
+    field = f"List-Archive: <{url}>"
+    if len(field) > MAX_LINE:
+        raise HeaderError("List-Archive: the URL would not fit in one header line (998 octets)")
+    return field
 
 
 def unsubscribe_url_problem(url: str, *, token_chars: int) -> str | None:

@@ -26,6 +26,7 @@ from mailer.headers import (
     ascii_domain_address,
     check_header_value,
     check_list_id,
+    list_archive,
     list_unsubscribe,
     mailto_uri,
     unsubscribe_prefix,
@@ -108,6 +109,7 @@ class Envelope:
     unsubscribe_url: str
     reply_to: str | None = None
     unsubscribe_mailto: str | None = None
+    archive_url: str | None = None  # RFC 2369 List-Archive, when the archive is on the web
 
 
 class Composer:
@@ -122,9 +124,13 @@ class Composer:
         campaign_key: str,
         name_fallback: str = "reader",
         now: dt.datetime | None = None,
+        forward_token: Callable[[Recipient], str] | None = None,
     ) -> None:
         self.envelope = envelope
         self._token = unsubscribe_token
+        # One more HMAC per recipient, only when a template prints the forward token.
+        uses_forward = "forward_token" in (*rendered.html.slots, *rendered.text.slots)
+        self._forward_token = forward_token if uses_forward else None
         self._unsubscribe_prefix = unsubscribe_prefix(envelope.unsubscribe_url)
         self._mailto = None
         if unsubscribe_token is not None:
@@ -157,6 +163,8 @@ class Composer:
             )
         if envelope.reply_to:
             headers.append("Reply-To: " + format_address("", envelope.reply_to, field="Reply-To"))
+        if envelope.archive_url:
+            headers.append(list_archive(envelope.archive_url))
         if unsubscribe_token is not None:
             headers.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click")
         # UTF-8, not ASCII: an address with a non-ASCII local part (SMTPUTF8) stays as it is.
@@ -183,6 +191,8 @@ class Composer:
         values["email"] = recipient.email
         values["name"] = recipient.name or self._name_fallback
         values["unsubscribe_url"] = self._unsubscribe_prefix + token if token else ""
+        forward = self._forward_token
+        values["forward_token"] = forward(recipient) if forward is not None else ""
         return values
 
     def compose(self, recipient: Recipient, index: int) -> Outgoing:

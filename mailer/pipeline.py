@@ -13,8 +13,8 @@ from mailer.csvfile import read_header
 from mailer.digest import build_digest, window_start
 from mailer.errors import InputError
 from mailer.messages import Composer, Envelope
-from mailer.models import Digest, Rendered
-from mailer.render import make_environment, render_digest
+from mailer.models import Digest, Recipient, Rendered
+from mailer.render import SiteLinks, make_environment, render_digest
 from mailer.settings import Settings
 from mailer.subscribers import LIST_HINT, list_name, resolve_list, template_fields
 from mailer.tokens import make_token
@@ -42,13 +42,18 @@ class PreparedIssue:
     fields: tuple[str, ...]  # the list's extra columns the templates may use
     cutoff: dt.datetime  # the instant the articles were chosen at
     fingerprint: str  # what every recipient's copy is made of, for resumes to compare
+    archive_dir: Path | None = None  # where a send keeps the issue for the archive pages
 
 
 def newsletter_context(settings: Settings) -> dict[str, object]:
+    """What every template (mail and web pages) knows of the newsletter; ``links`` are the
+    addresses on the public site, all ``None`` without ``MAILER_PUBLIC_URL``."""
     return {
         "name": settings.newsletter_name,
         "from_address": settings.from_address,
         "subscribe_url": settings.subscribe_url,
+        "public_url": settings.public_url,
+        "links": SiteLinks(settings.public_url),
     }
 
 
@@ -60,6 +65,7 @@ def envelope(settings: Settings) -> Envelope:
         unsubscribe_url=settings.unsubscribe_url,
         reply_to=settings.reply_to,
         unsubscribe_mailto=settings.unsubscribe_mailto,
+        archive_url=SiteLinks(settings.public_url).archive,
     )
 
 
@@ -92,6 +98,54 @@ def prepare_digest(
     )
     columns = tuple(template_fields(read_header(list_path)) if fields is None else fields)
     moment = cutoff if cutoff is not None else dt.datetime.now(dt.UTC)
+    digest = select_issue(settings, options, cutoff=moment, on_skip=on_skip)
+    env = make_environment(settings.templates_dir)
+    rendered = render_digest(
+        digest,
+        env=env,
+        newsletter=newsletter_context(settings),
+        extra_fields=list(columns),
+    )
+    name = list_name(list_path)
+    secret = settings.secret_key.get_secret_value()
+    campaign = options.campaign or campaign_name(list_path, options.issue_date)
+    mail = envelope(settings)
+
+    def forward_token(r: Recipient) -> str:
+        return make_token(secret, name, r.email, purpose="forward")
+
+    composer = Composer(
+        rendered,
+        mail,
+        unsubscribe_token=lambda r: make_token(secret, name, r.email),
+        campaign_key=campaign,
+        name_fallback=settings.name_fallback,
+        # The forward form is on the public site: no site, no forward links.
+        forward_token=forward_token if settings.public_url else None,
+    )
+    return PreparedIssue(
+        digest=digest,
+        rendered=rendered,
+        composer=composer,
+        list_path=list_path,
+        campaign=campaign,
+        fields=columns,
+        cutoff=moment,
+        fingerprint=fingerprint(rendered, mail, settings.name_fallback),
+        archive_dir=settings.archive_dir,
+    )
+
+
+def select_issue(
+    settings: Settings,
+    options: DigestOptions,
+    *,
+    cutoff: dt.datetime | None = None,
+    on_skip: SkipHandler | None = None,
+) -> Digest:
+    """The articles of one issue (what a send would carry, and what the archive keeps), as of
+    ``cutoff`` (default: now). ``InputError`` when there is none: nothing to send or keep."""
+    moment = cutoff if cutoff is not None else dt.datetime.now(dt.UTC)
     zone = settings.zone
     articles = load_articles(
         settings.articles_dir,
@@ -117,34 +171,7 @@ def prepare_digest(
             f"no articles in {settings.articles_dir} dated {after}on or before "
             f"{options.issue_date} (and not after now); nothing to send"
         )
-    env = make_environment(settings.templates_dir)
-    rendered = render_digest(
-        digest,
-        env=env,
-        newsletter=newsletter_context(settings),
-        extra_fields=list(columns),
-    )
-    name = list_name(list_path)
-    secret = settings.secret_key.get_secret_value()
-    campaign = options.campaign or campaign_name(list_path, options.issue_date)
-    mail = envelope(settings)
-    composer = Composer(
-        rendered,
-        mail,
-        unsubscribe_token=lambda r: make_token(secret, name, r.email),
-        campaign_key=campaign,
-        name_fallback=settings.name_fallback,
-    )
-    return PreparedIssue(
-        digest=digest,
-        rendered=rendered,
-        composer=composer,
-        list_path=list_path,
-        campaign=campaign,
-        fields=columns,
-        cutoff=moment,
-        fingerprint=fingerprint(rendered, mail, settings.name_fallback),
-    )
+    return digest
 
 
 def fingerprint(rendered: Rendered, mail: Envelope, name_fallback: str) -> str:
@@ -161,6 +188,8 @@ def fingerprint(rendered: Rendered, mail: Envelope, name_fallback: str) -> str:
         mail.unsubscribe_mailto or "",
         name_fallback,
     ]
+    if mail.archive_url:  # only when set, so that older campaigns keep their fingerprint
+        parts.append(mail.archive_url)
     for doc in (rendered.html, rendered.text):
         parts += [str(len(doc.literals)), *doc.literals, *doc.slots]
     for part in parts:

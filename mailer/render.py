@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import logging
 import re
 import secrets
 import traceback
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +17,8 @@ import jinja2
 from premailer import Premailer
 
 from mailer.errors import TemplateError
-from mailer.headers import human_date
-from mailer.models import Digest, Rendered, Spliced
+from mailer.headers import human_date, page_slug
+from mailer.models import Article, Digest, Rendered, Spliced
 
 _MARKER = "mAILER"
 _ANY_HOLE_RE = re.compile("%%" + _MARKER + r"[0-9a-f]{10}_\d+%%")
@@ -29,8 +31,55 @@ _PERSONAL_ONLY_PRINTED = (
 _PRINTING_FILTERS = frozenset({"e", "escape", "forceescape", "safe", "string", "default", "d"})
 _PRINTING_TESTS = frozenset({"defined", "undefined", "none", "string"})
 
-# Fields every recipient has; extra CSV columns are added after these.
-BASE_FIELDS = ("email", "name", "unsubscribe_url")
+# Fields every recipient has; extra CSV columns are added after these. ``forward_token``
+# is empty without MAILER_PUBLIC_URL; templates append it to ``links.forward(article)``.
+BASE_FIELDS = ("email", "name", "unsubscribe_url", "forward_token")
+
+
+@dataclass(frozen=True, slots=True)
+class SiteLinks:
+    """Addresses on the site ``mailer serve`` answers at (``MAILER_PUBLIC_URL``, https, no
+    trailing slash), as templates use them: ``links.issue(digest.issue_date)``. Without a
+    public URL every one is ``None``, and templates leave the link out."""
+
+    public_url: str | None = None
+
+    @property
+    def archive(self) -> str | None:
+        """The archive's index, ``/issues/`` (also the List-Archive header)."""
+        return f"{self.public_url}/issues/" if self.public_url else None
+
+    @property
+    def feed(self) -> str | None:
+        return f"{self.public_url}/feed.xml" if self.public_url else None
+
+    def issue(self, day: dt.date) -> str | None:
+        """One issue's page: "View in browser"."""
+        return f"{self.public_url}/issues/{day.isoformat()}/" if self.public_url else None
+
+    def article(self, article: Article) -> str | None:
+        """An article's page in the archive, with its full text."""
+        if not self.public_url:
+            return None
+        return f"{self.public_url}/articles/{page_slug(article.slug)}/"
+
+    def read_more(self, article: Article) -> str | None:
+        """The article's own ``url:``, else its archive page; ``None`` when there is neither
+        (then a digest carries the full text)."""
+        return article.url or self.article(article)
+
+    def forward(self, article: Article) -> str | None:
+        """The forward form for one article, up to ``token=``: the template appends
+        ``subscriber.forward_token``, each recipient's own."""
+        if not self.public_url:
+            return None
+        return f"{self.public_url}/forward/{page_slug(article.slug)}?token="
+
+
+def links_of(newsletter: object) -> SiteLinks:
+    """The ``links`` a newsletter context carries (``pipeline.newsletter_context``), or none."""
+    links = newsletter.get("links") if isinstance(newsletter, Mapping) else None
+    return links if isinstance(links, SiteLinks) else SiteLinks()
 
 
 def default_templates_dir() -> Path:
@@ -157,10 +206,14 @@ def render_template_pair(
     fields: Sequence[str],
     context: Mapping[str, Any],
 ) -> tuple[Spliced, Spliced]:
-    """Render ``<stem>.html.j2`` (then inline CSS) and ``<stem>.txt.j2`` with holes."""
+    """Render ``<stem>.html.j2`` (then inline CSS) and ``<stem>.txt.j2`` with holes.
+
+    Templates get ``links`` (``SiteLinks``) from the newsletter context unless the context
+    gives its own."""
     marks = _Holes()
     holes = _PersonalFields({f: _Personal(marks.template.format(i)) for i, f in enumerate(fields)})
-    ctx = {**context, "subscriber": holes, "recipient": holes}
+    links = links_of(context.get("newsletter"))
+    ctx = {"links": links, **context, "subscriber": holes, "recipient": holes}
     html = _render(env, f"{stem}.html.j2", ctx)
     html = inline_css(html, name=f"{stem}.html.j2")
     text = _render(env, f"{stem}.txt.j2", ctx)
@@ -182,6 +235,12 @@ def render_digest(
     context = {"digest": digest, "articles": digest.articles, "newsletter": newsletter}
     html, text = render_template_pair(env, "digest", fields=fields, context=context)
     return Rendered(subject=digest.subject, html=html, text=text)
+
+
+def render_page(env: jinja2.Environment, name: str, context: Mapping[str, Any]) -> str:
+    """One template with no personal fields (a web page): a ``TemplateError`` names the
+    template and line."""
+    return _render(env, name, context)
 
 
 def _render(env: jinja2.Environment, name: str, context: Mapping[str, Any]) -> str:
