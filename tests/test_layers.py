@@ -20,6 +20,8 @@ ORDER = [
     # 2. parts
     "mailer.csvfile",
     "mailer.tokens",
+    "mailer.dkim",
+    "mailer.verp",
     "mailer.subscribers",
     "mailer.settings",
     "mailer.suppression",
@@ -37,6 +39,7 @@ ORDER = [
     # 4. use cases
     "mailer.campaign",
     "mailer.forward",  # one article to a friend: runs through the send use case
+    "mailer.bounces",
     "mailer.importer",
     # 5. front doors
     "mailer.web",

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from mailer import __version__
-from mailer.cli import archive, digest, forward, importer, lists, serve, status
+from mailer.cli import archive, bounces, digest, forward, importer, lists, serve, status
 
 app = typer.Typer(
     name="mailer",
@@ -51,6 +51,7 @@ forward.register(app)
 importer.register(app)
 serve.register(app)
 archive.register(app)
+bounces.register(app)
 
 
 def main() -> None:

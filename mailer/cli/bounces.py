@@ -1,0 +1,158 @@
+"""The deliverability commands: ``mailer bounces scan`` and ``mailer dkim keygen``."""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mailer.bounces import (
+    SOFT_LIMIT,
+    BounceReader,
+    LedgerResolver,
+    NoResolver,
+    Resolver,
+    SqliteStore,
+    read_maildir,
+    read_mbox,
+    scan,
+)
+from mailer.cli.common import reports_errors
+from mailer.dkim import keygen
+from mailer.errors import ConfigError, MailerError
+from mailer.ledger import Ledger
+from mailer.settings import SAMPLE_SECRET_KEY, Settings, load_settings
+from mailer.suppression import Suppression
+
+RECORD_FILE = "bounces.sqlite3"
+KEY_DIR = "dkim"
+
+bounces_app = typer.Typer(
+    name="bounces",
+    help="Read bounce mail and suppress the addresses that bounce.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+dkim_app = typer.Typer(
+    name="dkim",
+    help="DKIM keys for signing every message.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+class KeyKind(enum.StrEnum):
+    rsa = "rsa"
+    ed25519 = "ed25519"
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``bounces`` and ``dkim`` groups to the main app."""
+    app.add_typer(bounces_app, name="bounces")
+    app.add_typer(dkim_app, name="dkim")
+
+
+@contextlib.contextmanager
+def _resolver(settings: Settings) -> Iterator[Resolver]:
+    """The ledger, read-only, to match bounces by Message-ID and short VERP tags."""
+    if not settings.ledger.is_file():
+        yield NoResolver()
+        return
+    ledger = Ledger.open(settings.ledger, readonly=True)
+    try:
+        yield LedgerResolver(ledger)
+    finally:
+        ledger.close()
+
+
+@bounces_app.command("scan")
+@reports_errors
+def scan_command(
+    maildir: Annotated[
+        Path | None, typer.Option(help="Read this Maildir (read-only: nothing is moved).")
+    ] = None,
+    mbox: Annotated[Path | None, typer.Option(help="Read this mbox file (never written).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    soft_limit: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Suppress an address after soft bounces from this many campaigns."
+        ),
+    ] = SOFT_LIMIT,
+    record: Annotated[
+        Path | None,
+        typer.Option(
+            help=f"Where scans remember what they read [next to the ledger: {RECORD_FILE}].",
+            show_default=False,
+        ),
+    ] = None,
+    ledger_file: Annotated[
+        Path | None,
+        typer.Option("--ledger", help="Ledger file [MAILER_LEDGER].", show_default=False),
+    ] = None,
+) -> None:
+    """Read bounce mail: suppress hard bounces at once, soft ones after --soft-limit campaigns.
+
+    Bounces are matched to what was sent by their VERP tag, else by the returned
+    Message-ID in the ledger; auto-replies are ignored; a message read before is skipped,
+    so running it again (from cron) changes nothing.
+    """
+    if (maildir is None) == (mbox is None):
+        raise MailerError("give exactly one of --maildir DIR and --mbox FILE")
+    settings = load_settings(ledger=ledger_file)
+    messages = read_maildir(maildir) if maildir is not None else read_mbox(mbox or Path())
+    suppression = Suppression.for_lists_dir(settings.lists_dir)
+    secret = settings.secret_key.get_secret_value()
+    if secret == SAMPLE_SECRET_KEY:
+        raise ConfigError(
+            "setting MAILER_SECRET_KEY: still the public sample key; anyone could forge "
+            "return-path tags with it, so bounces are not read",
+            hint="set MAILER_SECRET_KEY to the long random value your mail was sent with",
+        )
+    with (
+        _resolver(settings) as resolver,
+        SqliteStore(record or settings.ledger.parent / RECORD_FILE) as store,
+    ):
+        reader = BounceReader(secret, resolver)
+        summary = scan(messages, reader, store, suppression, soft_limit=soft_limit)
+    if as_json:
+        print(json.dumps(summary.as_dict(), indent=2))
+    else:
+        print(summary.line())
+
+
+@dkim_app.command("keygen")
+@reports_errors
+def keygen_command(
+    selector: Annotated[str, typer.Option(help="The DKIM selector, e.g. mail2026.")],
+    kind: Annotated[KeyKind, typer.Option(help="Key type.")] = KeyKind.rsa,
+    domain: Annotated[
+        str | None,
+        typer.Option(help="Signing domain [the domain of MAILER_FROM].", show_default=False),
+    ] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help=f"Folder for the key [next to the ledger: {KEY_DIR}/].", show_default=False
+        ),
+    ] = None,
+) -> None:
+    """Write a new DKIM private key (mode 0600, never over an existing file) and print the
+    DNS TXT record to publish for it."""
+    settings = load_settings()
+    signing_domain = domain or settings.from_address.rpartition("@")[2]
+    made = keygen(selector, kind.value, out_dir or settings.ledger.parent / KEY_DIR, signing_domain)
+    print(f"Wrote {made.path} (readable by you only). Publish this DNS record:")
+    print()
+    print(made.record)
+    print()
+    print(f"Then set MAILER_DKIM_SELECTOR={made.key.selector} and MAILER_DKIM_KEY_FILE={made.path}")
