@@ -1,12 +1,16 @@
-"""The fields of one article file as written, checked; dates as written, parsed."""
+"""The fields of one article file as written, checked; dates as written, parsed, and dates
+read from a page's text (by dateparser, which knows many languages and formats)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from mailer.articles.furniture import DATEISH_RE
 from mailer.errors import InputError
 from mailer.headers import TEXT_CONTROLS
 
@@ -140,3 +144,47 @@ def parse_date_text(text: str) -> dt.date | dt.datetime | None:
         except ValueError:
             continue
     return None
+
+
+def read_date(text: str, code: str) -> str | None:
+    """The first date in a short line, as ISO text (with its time and offset when the line
+    gives both); None when there is none. Dates relative to today ("2 hours ago") and dates
+    without a day, month and year are not read."""
+    languages = [code] if code == "en" else [code, "en"]
+    settings: dict[str, Any] = {
+        "PARSERS": ["custom-formats", "absolute-time"],
+        "REQUIRE_PARTS": ["day", "month", "year"],
+        "PREFER_LOCALE_DATE_ORDER": False,
+        "DATE_ORDER": "MDY" if code == "en" else "DMY",
+    }
+    for part in re.split(r"\s*[|•·]\s*", text):
+        match = DATEISH_RE.search(part)
+        if match is None:
+            continue
+        for attempt in (part[match.start() :], match.group(), part):
+            when = _parse_date(attempt, languages, settings)
+            if when is not None:
+                offset = when.utcoffset() if when.tzinfo is not None else None
+                if offset is not None and (when.hour, when.minute) != (0, 0):
+                    return when.replace(microsecond=0).isoformat()
+                return when.date().isoformat()
+    return None
+
+
+def _parse_date(text: str, languages: list[str], settings: dict[str, Any]) -> dt.datetime | None:
+    # dateparser takes half a second to import: only when a text needs a date read.
+    import dateparser
+    from dateparser.search import search_dates
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            when = dateparser.parse(text, languages=languages, settings=settings)
+            if when is None and len(text) > 12:
+                found = search_dates(text, languages=languages, settings=settings) or ()
+                when = next((w for _, w in found), None)
+    except Exception:  # dateparser has no error type of its own: a text it cannot read
+        return None
+    if not isinstance(when, dt.datetime) or not 1 <= when.year <= 9999:
+        return None
+    return when

@@ -1,19 +1,42 @@
-"""Plain-text articles copied from web pages: header lines, then the story without clutter."""
+"""Plain-text articles copied from web pages: "Key: value" header lines, then the story,
+told from the page furniture around it by the classifier in ``articles.classify``.
+
+The title is the headline-shaped line closest above the story's first paragraph; the summary
+is that paragraph; bylines and datelines give the author and the date when the header does
+not. The clutter patterns are hints only: a short line a default one matches is furniture,
+and what a user's pattern (MAILER_CLUTTER_PATTERNS) matches always is.
+"""
 
 from __future__ import annotations
 
 import html
-import itertools
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from mailer.articles.fields import MAX_TITLE_CHARS, Meta, Parts, parse_date_text
+from mailer.articles.classify import (
+    LANGUAGES,
+    Item,
+    classify,
+    fallback_story,
+    is_heading,
+    story_of,
+    title_of,
+)
+from mailer.articles.fields import Meta, Parts, read_date
+from mailer.articles.furniture import (
+    CREDIT_RE,
+    DATEISH_RE,
+    END,
+    byline_name,
+    leading_name,
+    name_with_role,
+)
 from mailer.errors import InputError
 
-# Lines that scraped pages carry around a story. Each pattern is matched, case-insensitively,
-# against the start of a stripped line; a paragraph whose first line matches is dropped whole.
-# Users add their own with MAILER_CLUTTER_PATTERNS (a JSON list of regexes).
+# Lines that scraped pages carry around a story. They are a hint to the classifier only:
+# a short item one of them matches is furniture. Users add their own with
+# MAILER_CLUTTER_PATTERNS (a JSON list of regexes); theirs always drop what they match.
 DEFAULT_CLUTTER_PATTERNS: tuple[str, ...] = (
     # share widgets
     r"(send|e-?mail|forward) (this|it) to a friend\b",
@@ -41,25 +64,12 @@ DEFAULT_CLUTTER_PATTERNS: tuple[str, ...] = (
     r"(copyright|©|\(c\))\s",
     r"all rights reserved\b",
 )
+_DEFAULT_SET = frozenset(DEFAULT_CLUTTER_PATTERNS)
 
 _HEADER_KEYS = {"title", "date", "url", "author", "summary", "tags", "image"}
 _HEADER_RE = re.compile(r"^([A-Za-z][A-Za-z_-]*):\s*(.*)$")
-_NAV_RE = re.compile(r"\S\s+[|•·»]\s+\S")
-_NAV_SPLIT_RE = re.compile(r"\s+[|•·»>/]\s+")
-# "By Priya Nair", "By Kim Ames, Environment reporter", "BY JO BELL | 5 May": a name, not
-# "By 2030, the town..." or "By the way...".
-_BYLINE_RE = re.compile(
-    r"(?i:by|written by|posted by|words by)\s+"
-    r"((?:[A-Z][\w.'’-]*)(?:\s+(?:[A-Z][\w.'’-]*|de|van|von|der|da|di|le|la|and|&))*)"
-    r"\s*(?:$|[,|•·–—(-].{0,80}$)"
-)
-# "Published 19 November 2026", "Updated: Nov. 20, 2026 at 10:15 am GMT", "2026-11-20".
-_DATELINE_RE = re.compile(
-    r"^(?:(?:last )?(?:published|updated|posted)(?: on)?\s*:?\s*)?(?:[a-z]+day,?\s+)?"
-    r"(\d{4}-\d{2}-\d{2}|[a-z]+\.? \d{1,2},? \d{4}|\d{1,2} [a-z]+\.? \d{4})"
-    r"(?:\s*(?:at|,|T|·|\||-)?\s*\d{1,2}[:.]\d{2}(?:\s*[ap]\.?m\.?)?(?:\s*[a-z]{2,5})?)?\s*$",
-    re.IGNORECASE,
-)
+DATE_CANDIDATES = 4  # at most this many lines are handed to the date parser
+CONSIDERED_SHOWN = 3  # lines named in the "no title" error
 
 
 def compile_clutter(extra: Sequence[str] = ()) -> list[re.Pattern[str]]:
@@ -82,162 +92,101 @@ def load_txt(path: Path, text: str, clutter: Sequence[re.Pattern[str]]) -> tuple
         if value:
             meta.values[key] = value
         start += 1
-    items = [
-        item
-        for block in _blocks(lines[start:])
-        for item in _split_block(block, clutter)
-        if not (len(item) == 1 and _is_nav(item[0]))
-    ]
+
+    hints = [p for p in clutter if p.pattern in _DEFAULT_SET]
+    users = [p for p in clutter if p.pattern not in _DEFAULT_SET]
+    items, language = classify(lines, start, hints, users)
 
     title = meta.text("title")
     if title is not None:
-        # A page copied whole repeats its headline under the header: the story starts there.
-        wanted = title.casefold()
-        for i, item in enumerate(items):
-            if len(item) == 1 and item[0].casefold() == wanted:
-                items = items[i + 1 :]
-                break
-    else:
-        headline_at = _find_headline(items)
-        if headline_at is not None:
-            meta.values["title"] = items[headline_at][0]
-            items = items[headline_at + 1 :]
-    story = []
-    for item in items:
-        if len(item) == 1 and _is_byline_or_dateline(item[0]):
-            _byline_facts(item[0], meta)
-        else:
-            story.append(item)
-    paragraphs = [" ".join(line.strip() for line in b) for b in story]
-    first_para = paragraphs[0] if paragraphs else ""
+        # A page copied whole repeats its headline under the header: never story text.
+        wanted = " ".join(title.split()).casefold()
+        for item in items:
+            if " ".join(item.text.split()).casefold() == wanted:
+                item.good, item.kind = False, item.kind or "title"
+    story, first = story_of(items)
+    if title is None:
+        headline = title_of(items, first)
+        if headline is None:
+            raise InputError(_no_title(path, items))
+        meta.values["title"] = headline.text.lstrip("#").strip()  # "# Headline", as in Markdown
+        meta.lines["title"] = headline.line
+        if first is None:
+            story = fallback_story(items, items.index(headline) + 1)
+    elif first is None:
+        story = fallback_story(items, 0)
+    _facts(items, first, meta, LANGUAGES.get(language, "en"))
+
+    paragraphs = [item.text for item in story]
+    lead = next((item.text for item in story if not is_heading(item)), "")
     body_html = "".join(f"<p>{html.escape(p, quote=False)}</p>\n" for p in paragraphs)
-    return meta, Parts(body_html, "\n\n".join(paragraphs), first_para)
+    return meta, Parts(body_html, "\n\n".join(paragraphs), lead)
 
 
-def _blocks(lines: Sequence[str]) -> list[list[str]]:
-    blocks: list[list[str]] = []
-    current: list[str] = []
-    for line in lines:
-        stripped = line.strip()
-        if stripped:
-            current.append(stripped)
-        elif current:
-            blocks.append(current)
-            current = []
-    if current:
-        blocks.append(current)
-    return blocks
-
-
-def _split_block(block: list[str], clutter: Sequence[re.Pattern[str]]) -> list[list[str]]:
-    """Split a block (lines between blank lines) into items, without clutter.
-
-    A hard-wrapped paragraph stays whole, and is dropped whole when its first line is clutter.
-    Text copied from a page without blank lines has one item per line (banner, headline,
-    byline, share buttons...). When a block holds such lines, every clutter, navigation,
-    byline or dateline line is an item of its own, and the other lines join only where a line
-    was wrapped (the next word would not have fitted on it).
-    """
-    wrapped = _is_wrapped(block)
-    if _is_clutter(block[0], clutter) and (len(block) == 1 or wrapped):
-        return []
-    markers = [
-        _is_clutter(ln, clutter) or _is_nav(ln) or _is_byline_or_dateline(ln) for ln in block
-    ]
-    if not any(markers):
-        # Prose, perhaps raggedly wrapped: whole, except a headline line standing on top.
-        if len(block) > 1 and not wrapped and _looks_like_headline(block[:1]):
-            return [block[:1], block[1:]]
-        return [block]
-    if wrapped and not any(markers[1:]):
-        return [block]
-    width = max(
-        (len(ln) for ln, marker in zip(block, markers, strict=True) if not marker), default=0
-    )
-    items: list[list[str]] = []
-    current: list[str] = []
-    for i, line in enumerate(block):
-        if markers[i]:
-            if current:
-                items.append(current)
-                current = []
-            if not _is_clutter(line, clutter):
-                items.append([line])
-            continue
-        current.append(line)
-        following = block[i + 1] if i + 1 < len(block) else ""
-        if not following or markers[i + 1] or not _is_full(line, following, width):
-            items.append(current)
-            current = []
-    return items
-
-
-def _is_full(line: str, following: str, width: int) -> bool:
-    """Whether ``line`` was wrapped: the next line's first word would not have fitted on it."""
-    return len(line) + 1 + len(following.split()[0]) > width
-
-
-def _is_wrapped(block: Sequence[str]) -> bool:
-    width = max(len(ln) for ln in block)
-    return len(block) > 1 and all(
-        _is_full(line, following, width) for line, following in itertools.pairwise(block)
+def _no_title(path: Path, items: Sequence[Item]) -> str:
+    shown = []
+    for item in items[:CONSIDERED_SHOWN]:
+        text = item.text if len(item.text) <= 30 else item.text[:29] + "…"
+        text = "".join(c if c.isprintable() else "\ufffd" for c in text)
+        why = f" ({item.kind})" if item.kind else ""
+        shown.append(f"line {item.line} {text!r}{why}")
+    considered = "; ".join(shown) if shown else "none"
+    return (
+        f"{path}: no title found (looked at {considered}); "
+        "add a line 'Title: <headline>' at the top of the file"
     )
 
 
-def _is_clutter(line: str, clutter: Sequence[re.Pattern[str]]) -> bool:
-    return any(p.match(line) for p in clutter)
+def _facts(items: list[Item], first: Item | None, meta: Meta, code: str) -> None:
+    """Author and date from bylines and datelines, unless the header gave them."""
+    top = items[: items.index(first)] if first is not None else items
+    if "author" not in meta.values:
+        author = _author(items, len(top) if first is not None else len(items))
+        if author:
+            meta.values["author"] = author
+    if "date" not in meta.values:
+        candidates = [i for i in top if i.kind in ("dateline", "byline", "readtime")]
+        candidates += [i for i in items[len(top) :] if i.kind == "dateline"]
+        texts = [item.text[:200] for item in candidates[:DATE_CANDIDATES]]
+        if first is not None:
+            # A wire story's dateline opens its first paragraph: "WHITBY, 4 May 2026 — The..."
+            opening = re.split(r"\s[—–-]\s", first.text[:100], maxsplit=1)
+            if len(opening) == 2:
+                texts.append(opening[0])
+        for text in texts:
+            if DATEISH_RE.search(text):
+                when = read_date(text, code)
+                if when:
+                    meta.values["date"] = when
+                    break
 
 
-def _is_nav(line: str) -> bool:
-    """``Home | News | Sport``: short items between separators."""
-    if not _NAV_RE.search(line) or line.endswith("."):
-        return False
-    return all(len(part.split()) <= 4 for part in _NAV_SPLIT_RE.split(line))
-
-
-def _find_headline(items: Sequence[Sequence[str]]) -> int | None:
-    """The first headline-like item; an all-capitals one (often the site's name) only when no
-    ordinary headline follows close after it."""
-    candidates = [i for i, item in enumerate(items) if _looks_like_headline(item)]
-    for n, i in enumerate(candidates):
-        line = items[i][0]
-        if line.isupper() and any(j - i <= 3 for j in candidates[n + 1 :]):
-            continue
-        return i
+def _author(items: Sequence[Item], story_start: int) -> str | None:
+    """The name in the first byline (up to the furniture that ends the story: bylines after
+    it are other stories'), or else in a wire story's "Reporting by" credit."""
+    for n, item in enumerate(items):
+        if item.kind in END and n > story_start:
+            break
+        name = None
+        if item.kind in ("byline", "dateline", "readtime"):
+            name = _byline_anywhere(item.text)
+        if item.kind == "byline" and not name:
+            name = leading_name(item.text, whole=True)
+        if name:
+            return name
+    for item in items:
+        if item.kind == "credit" and re.match(r"\W*\w+ by\b", item.text, re.IGNORECASE):
+            name = leading_name(CREDIT_RE.sub("", item.text, count=1), whole=False)
+            if name:
+                return name
     return None
 
 
-def _looks_like_headline(block: Sequence[str]) -> bool:
-    """A headline stands alone, is short, and is not a sentence ending in a full stop."""
-    if len(block) != 1:
-        return False
-    line = block[0]
-    if not (2 <= len(line) <= MAX_TITLE_CHARS) or len(line.split()) > 30:
-        return False
-    if len(line.split()) < 2 and len(line) < 16:  # "Menu", "Search": page furniture
-        return False
-    bare = line.rstrip("\"'”’»)]")
-    if bare.endswith((".", ":", ";", ",")) and not bare.endswith("..."):
-        return False
-    if _is_nav(line) or _is_byline_or_dateline(line):
-        return False
-    return bool(re.search(r"[^\W\d_]", line))
-
-
-def _is_byline_or_dateline(line: str) -> bool:
-    return bool(_BYLINE_RE.match(line) or _DATELINE_RE.match(line))
-
-
-def _byline_facts(line: str, meta: Meta) -> None:
-    """A byline gives the author and a dateline the date, unless the header gave them."""
-    byline = _BYLINE_RE.match(line)
-    if byline and "author" not in meta.values:
-        meta.values["author"] = byline.group(1)
-    dateline = _DATELINE_RE.match(line)
-    if dateline and "date" not in meta.values:
-        try:
-            when = parse_date_text(dateline.group(1))
-        except ValueError:
-            when = None  # "Chapter 31, 2026" looks like a dateline, but is no date
-        if when is not None:
-            meta.values["date"] = dateline.group(1)
+def _byline_anywhere(text: str) -> str | None:
+    name = byline_name(text) or name_with_role(text)
+    if name:
+        return name
+    match = re.search(r"(?i:\b(?:by|par|von|por))\s+", text[:200])
+    if match:
+        return leading_name(text[match.end() : 200], whole=False)
+    return None
