@@ -9,6 +9,7 @@
     ├── TokenError              an unsubscribe token is malformed, forged or altered
     ├── GuardError              a forward was refused by one of its guards
     ├── EmptyAudience           a campaign would have nobody to send to
+    ├── FetchError              exit 3: a feed or page could not be fetched (mailer import)
     ├── DeliveryError           exit 3: the run cannot go on (auth, TLS, the relay refusing us)
     │   └── TransportError      a connection broke mid-message (the engine retries or judges)
     └── LedgerError             exit 3: the ledger cannot be opened, read or written
@@ -80,6 +81,12 @@ class DeliveryError(MailerError):
 class TransportError(DeliveryError):
     """A connection broke mid-message; the delivery engine retries it or judges it unknown.
     It reaches a caller only from a single probe (``mailer check``)."""
+
+
+class FetchError(MailerError):
+    """A feed or page could not be fetched: refused, timed out, an HTTP error, too big."""
+
+    exit_code = EXIT_FATAL
 
 
 class LedgerError(MailerError):

@@ -1,4 +1,5 @@
-"""Article files → ``Article``: Markdown with YAML front matter, and cluttered plain text."""
+"""Article files → ``Article``: Markdown with YAML front matter, cluttered plain text, and
+saved web pages."""
 
 from __future__ import annotations
 
@@ -8,8 +9,29 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mailer.articles.fields import Meta, Parts, excerpt, one_line, parse_date_text
-from mailer.articles.files import ARTICLE_SUFFIXES, SkipHandler, article_files, is_inside, read_text
-from mailer.articles.markdown import MAX_FRONT_MATTER_CHARS, load_markdown
+from mailer.articles.files import (
+    ARTICLE_SUFFIXES,
+    HTML_SUFFIXES,
+    SkipHandler,
+    article_files,
+    is_inside,
+    read_bytes,
+    read_text,
+)
+from mailer.articles.html import (
+    Page,
+    clean_field,
+    decode_html,
+    html_to_markdown,
+    load_html,
+    read_page,
+)
+from mailer.articles.markdown import (
+    MAX_FRONT_MATTER_CHARS,
+    front_matter,
+    load_markdown,
+    markdown_article,
+)
 from mailer.articles.text import compile_clutter, load_txt
 from mailer.errors import InputError
 from mailer.headers import is_web_url, slugify
@@ -19,16 +41,44 @@ __all__ = [
     "ARTICLE_SUFFIXES",
     "MAX_FRONT_MATTER_CHARS",
     "SUMMARY_CHARS",
+    "Page",
     "SkipHandler",
     "article_files",
+    "clean_field",
     "compile_clutter",
     "cut_at_word",
+    "decode_html",
+    "html_to_markdown",
     "is_inside",
     "load_article",
     "load_articles",
+    "markdown_article",
+    "parse_date_text",
+    "read_page",
+    "recorded_sources",
 ]
 
 SUMMARY_CHARS = 280
+_SNIFF_BYTES = 4096
+
+
+def recorded_sources(folder: Path) -> set[str]:
+    """The ``source`` and ``url`` of every Markdown article in ``folder`` (what ``mailer
+    import`` recognises as imported already, whatever the files are called now). A file
+    that cannot be read is passed over: reading the folder for a digest reports it."""
+    found: set[str] = set()
+    for path in article_files(folder):
+        if path.suffix.lower() not in (".md", ".markdown"):
+            continue
+        try:
+            meta = front_matter(path, read_text(path)[0])
+        except InputError:
+            continue
+        for key in ("source", "url"):
+            value = meta.values.get(key)
+            if isinstance(value, str) and value.strip():
+                found.add(value.strip())
+    return found
 
 
 def load_articles(
@@ -61,7 +111,8 @@ def load_article(
     zone: dt.tzinfo = dt.UTC,
     folder: Path | None = None,
 ) -> Article:
-    """Parse one ``.md`` or ``.txt`` file; any problem is one ``InputError`` naming the file.
+    """Parse one ``.md``, ``.txt`` or ``.html`` file; any problem is one ``InputError``
+    naming the file.
 
     With ``folder``, a path that leads outside it once symlinks are resolved is refused and
     never opened. ``zone`` is the newsletter's time zone: a date alone means that day there,
@@ -71,10 +122,17 @@ def load_article(
     """
     if folder is not None and not is_inside(path, folder):
         raise InputError(f"{path}: leads outside the articles folder {folder}; not read")
+    suffix = path.suffix.lower()
+    if suffix in HTML_SUFFIXES:
+        raw, mtime = read_bytes(path)
+        if b"\x00\x00" in raw[:_SNIFF_BYTES] and not raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+            raise InputError(f"{path}: looks like a binary file, not a web page")
+        meta, parts = load_html(path, decode_html(raw))
+        return _build(meta, parts, base_url=base_url, zone=zone, mtime=mtime)
     text, mtime = read_text(path)
     if clutter is None:
         clutter = compile_clutter()
-    if path.suffix.lower() == ".txt":
+    if suffix == ".txt":
         meta, parts = load_txt(path, text, clutter)
     else:
         meta, parts = load_markdown(path, text)

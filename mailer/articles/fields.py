@@ -24,6 +24,7 @@ FIELD_LIMITS = {
     "author": 200,
     "slug": 200,
     "url": 2048,
+    "source": 2048,
     "image": 2048,
     "summary": 20_000,
     "date": 100,

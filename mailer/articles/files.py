@@ -11,7 +11,8 @@ from pathlib import Path
 from mailer.errors import InputError
 from mailer.headers import TEXT_CONTROLS
 
-ARTICLE_SUFFIXES = (".md", ".markdown", ".txt")
+ARTICLE_SUFFIXES = (".md", ".markdown", ".txt", ".html", ".htm")
+HTML_SUFFIXES = (".html", ".htm")
 MAX_ARTICLE_BYTES = 5 * 1024 * 1024
 # Never in a file: controls but tab and newline (CR is gone by then).
 _CONTROL_RE = re.compile(f"[{TEXT_CONTROLS}]")
@@ -116,9 +117,9 @@ def _is_file(path: Path) -> bool:
         return False
 
 
-def read_text(path: Path) -> tuple[str, float]:
-    """The text of a regular file (never a pipe or device, which could block), and its
-    modification time."""
+def read_bytes(path: Path) -> tuple[bytes, float]:
+    """The bytes of a regular file (never a pipe or device, which could block), at most
+    ``MAX_ARTICLE_BYTES``, and its modification time."""
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     try:
         fd = os.open(path, flags)
@@ -133,6 +134,15 @@ def read_text(path: Path) -> tuple[str, float]:
         raise InputError(f"{path}: cannot read ({exc.strerror})") from exc
     if len(raw) > MAX_ARTICLE_BYTES:
         raise InputError(f"{path}: file is too large for an article (it grew while read)")
+    if not raw.strip():
+        raise InputError(f"{path}: file is empty")
+    return raw, info.st_mtime
+
+
+def read_text(path: Path) -> tuple[str, float]:
+    """The text of a regular file, which must be UTF-8 without controls, and its
+    modification time."""
+    raw, mtime = read_bytes(path)
     if b"\x00" in raw:
         raise InputError(f"{path}: looks like a binary file, not an article")
     try:
@@ -150,4 +160,4 @@ def read_text(path: Path) -> tuple[str, float]:
             f"{path}:{line}: contains the control character U+{ord(match.group()):04X}; "
             "is it a binary file?"
         )
-    return text, info.st_mtime
+    return text, mtime

@@ -15,10 +15,25 @@ from markdown_it import MarkdownIt
 
 from mailer.articles.fields import Meta, Parts, excerpt, one_line
 from mailer.errors import InputError
+from mailer.headers import TEXT_CONTROLS
 
 MAX_FRONT_MATTER_CHARS = 64 * 1024
 MAX_YAML_DEPTH = 16
-_FRONT_MATTER_KEYS = {"title", "slug", "date", "url", "author", "summary", "tags", "image"}
+# ``source`` is what ``mailer import`` recorded the article from (a feed item's id, or the
+# page's link): how a later import knows it, whatever the file is renamed to.
+_FRONT_MATTER_KEYS = {
+    "title",
+    "slug",
+    "date",
+    "url",
+    "author",
+    "summary",
+    "tags",
+    "image",
+    "source",
+}
+_SOURCE_JUNK_RE = re.compile(f"[\n{TEXT_CONTROLS}]")
+_BODY_JUNK_RE = re.compile(f"[{TEXT_CONTROLS}]")
 _MD = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
 
 _YAML = "tag:yaml.org,2002:"
@@ -75,6 +90,17 @@ _FrontMatterLoader.yaml_implicit_resolvers = {
 
 
 def load_markdown(path: Path, text: str) -> tuple[Meta, Parts]:
+    meta, body = _split(path, text)
+    body_html = render_markdown(body)
+    return meta, Parts(body_html, body.strip(), _first_markdown_paragraph(body))
+
+
+def front_matter(path: Path, text: str) -> Meta:
+    """Only the front matter of a Markdown article, checked as ``load_markdown`` does."""
+    return _split(path, text)[0]
+
+
+def _split(path: Path, text: str) -> tuple[Meta, str]:
     if not text.startswith("---\n"):
         raise InputError(f"{path}:1: missing YAML front matter (start the file with '---')")
     end = re.search(r"^(---|\.\.\.)[ \t]*$", text[4:], re.MULTILINE)
@@ -85,10 +111,36 @@ def load_markdown(path: Path, text: str) -> tuple[Meta, Parts]:
         raise InputError(
             f"{path}:1: front matter is longer than {MAX_FRONT_MATTER_CHARS} characters"
         )
-    meta = _front_matter(path, front_text)
-    body = text[4 + end.end() :].lstrip("\n")
-    body_html = _MD.render(body) if body.strip() else ""
-    return meta, Parts(body_html, body.strip(), _first_markdown_paragraph(body))
+    return _front_matter(path, front_text), text[4 + end.end() :].lstrip("\n")
+
+
+def markdown_article(path: Path, fields: dict[str, str], body: str) -> str:
+    """The text of a Markdown article file: ``fields`` as YAML front matter (each checked as
+    the reader checks it, and read back to be sure it means what was given), then ``body``.
+    """
+    meta = Meta(path, values=dict(fields))
+    for key, value in fields.items():
+        if key not in _FRONT_MATTER_KEYS or key == "tags":
+            raise InputError(f"{path}: '{key}' is not a front matter field")
+        if key == "source":
+            if not value or len(value) > 2048 or _SOURCE_JUNK_RE.search(value):
+                raise InputError(f"{path}: 'source' must be one line of text, {excerpt(value)}")
+        elif meta.text(key) != value:
+            raise InputError(f"{path}: '{key}' is not one clean line: {excerpt(value)}")
+    front = yaml.safe_dump(
+        fields, sort_keys=False, allow_unicode=True, default_flow_style=False, width=1_000_000
+    )
+    body = _BODY_JUNK_RE.sub(" ", body.replace("\r\n", "\n").replace("\r", "\n")).strip()
+    text = f"---\n{front}---\n\n{body}\n"
+    again = front_matter(path, text)
+    if again.values != fields:
+        raise InputError(f"{path}: the front matter would not read back as written")
+    return text
+
+
+def render_markdown(body: str) -> str:
+    """Markdown as HTML, with no raw HTML let through (``html`` is off)."""
+    return _MD.render(body) if body.strip() else ""
 
 
 def _front_matter(path: Path, front_text: str) -> Meta:
