@@ -1,4 +1,5 @@
-"""Send one article to a friend: the forward's guards, its message, and its ledger records.
+"""Send one article to a friend: the forward's guards, its message, its ledger records and
+its delivery (``mailer forward`` and the web form call the same functions).
 
 A forward lets a reader choose a recipient and add text under the newsletter's name, so
 every input is treated as hostile: names, notes and addresses are checked before anything
@@ -7,26 +8,32 @@ is rendered, written or sent, and the ledger caps how many forwards one sender m
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import html
 import os
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
 from markupsafe import Markup
 
 from mailer.articles import ARTICLE_SUFFIXES, compile_clutter, load_article, load_articles
+from mailer.campaign import Outcome, run_campaign
+from mailer.delivery import Delivery
 from mailer.errors import GuardError, InputError
 from mailer.headers import address_key, check_visible, normalise_email
 from mailer.ledger import Campaign, Ledger, State
 from mailer.messages import Composer, Envelope
-from mailer.models import Article, Recipient, Rendered
+from mailer.models import Article, Recipient, Rendered, SendResult
 from mailer.render import personal_fields, render_template_pair
 from mailer.settings import Settings
+from mailer.suppression import Suppression
+from mailer.transports.base import Transport
+from mailer.transports.smtp import SMTPTransport
 
 KIND = "forward"
 MAX_FRIENDS = 5
@@ -206,25 +213,34 @@ def _glob_escape(text: str) -> str:
 def prepare_forward(
     settings: Settings,
     *,
-    article: str,
+    article: str | Article,
     friends: Sequence[str],
-    sender: str,
+    sender: str | Sender,
     note: str | None,
     is_suppressed: Callable[[str], bool],
 ) -> Forward:
-    """Every guard that needs no ledger, for every friend. Raises ``MailerError``."""
-    checked_sender = parse_sender(sender)
+    """Every guard that needs no ledger, for every friend. Raises ``MailerError``.
+
+    ``article`` is a path or slug (``find_article``) or an article already found;
+    ``sender`` is parsed by ``parse_sender`` unless it is a ``Sender`` already checked
+    (the web form's, whose address its token proves and whose name ``check_name`` passed).
+    """
+    checked_sender = sender if isinstance(sender, Sender) else parse_sender(sender)
     checked_note = check_note(note)
     checked_friends = check_friends(friends)
     for friend in checked_friends:
         if is_suppressed(friend):
             raise GuardError(CANNOT_FORWARD.format(friend=friend))
-    found = find_article(
-        article,
-        settings.articles_dir,
-        clutter_patterns=settings.clutter_patterns,
-        base_url=settings.article_base_url,
-        zone=settings.zone,
+    found = (
+        article
+        if isinstance(article, Article)
+        else find_article(
+            article,
+            settings.articles_dir,
+            clutter_patterns=settings.clutter_patterns,
+            base_url=settings.article_base_url,
+            zone=settings.zone,
+        )
     )
     return Forward(found, checked_sender, checked_friends, checked_note)
 
@@ -353,3 +369,87 @@ def forward_composer(
         campaign_key=forward.campaign_name(friend),
         name_fallback=settings.name_fallback,
     )
+
+
+# --- delivery ----------------------------------------------------------------------------
+
+
+@dataclass
+class Watch:
+    """What a caller sees of one friend's send: the CLI draws its progress, the web nothing.
+    ``close`` is called after the send whatever happened, ``done`` with its outcome."""
+
+    start: Callable[[Delivery, int], None] | None = None
+    result: Callable[[SendResult], None] | None = None
+    close: Callable[[], None] | None = None
+    done: Callable[[Outcome], None] | None = None
+
+
+@dataclass
+class Delivered:
+    """What ``deliver_forward`` did: friends left out as already reached, and each send."""
+
+    request: Forward  # the friends still to send when it started
+    already_sent: list[str] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    @property
+    def stopped(self) -> bool:
+        return any(outcome.stopped for outcome in self.outcomes)
+
+
+def deliver_forward(
+    settings: Settings,
+    request: Forward,
+    rendered: Rendered,
+    suppression: Suppression,
+    *,
+    transport: Transport | None = None,
+    watch: Callable[[str], Watch] | None = None,
+    on_already_sent: Callable[[str], None] | None = None,
+    ledger_wait: float = 2.0,
+) -> Delivered:
+    """Check the ledger's guards under its write lock, record one campaign per friend, and
+    send them all over one transport in one event loop (its own: call it from a thread, not
+    from a running loop). Every SMTP step is bounded by ``MAILER_SMTP_TIMEOUT``, and retries
+    by ``MAILER_MAX_ATTEMPTS``. Raises ``MailerError`` (``GuardError`` for a guard,
+    ``LedgerBusy`` while a send holds the ledger, ``DeliveryError`` if the relay cannot be
+    used)."""
+    transport = transport or SMTPTransport(settings.smtp_config())
+    policy = settings.delivery_policy()
+    with Ledger.open(settings.ledger, wait=ledger_wait) as ledger:
+        asked = request.friends
+        request = check_forward_limits(ledger, request, quota=settings.forward_daily_quota)
+        delivered = Delivered(request, [f for f in asked if f not in request.friends])
+        for friend in delivered.already_sent:
+            if on_already_sent is not None:
+                on_already_sent(friend)
+        if not request.friends:
+            return delivered
+        campaigns = start_campaigns(ledger, request)
+
+        async def send_all() -> None:
+            for friend, campaign in zip(request.friends, campaigns, strict=True):
+                seen = watch(friend) if watch is not None else Watch()
+                try:
+                    outcome = await run_campaign(
+                        ledger,
+                        campaign,
+                        transport,
+                        policy,
+                        forward_composer(settings, request, rendered, friend).compose,
+                        suppression=suppression,
+                        on_start=seen.start,
+                        on_result=seen.result,
+                    )
+                finally:
+                    if seen.close is not None:
+                        seen.close()
+                if seen.done is not None:
+                    seen.done(outcome)
+                delivered.outcomes.append(outcome)
+                if outcome.stopped:
+                    break
+
+        asyncio.run(send_all())
+    return delivered

@@ -1,24 +1,36 @@
-"""The global suppression list: addresses no command may mail, whatever list they are on."""
+"""The global suppression list: addresses no command may mail, whatever list they are on.
+
+It is ``lists/suppressed.csv``, plus a journal beside it (``suppressed.journal``) for many
+small changes such as one-click unsubscribes from the web: one fsync'd line per change,
+appended under the file's lock, merged by every reader, and folded into the CSV whenever a
+command rewrites it or the journal grows long. A torn last line (a crash mid-write) was
+never acknowledged, so readers ignore it and the next writer cuts it off.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import os
 import time
-from collections.abc import Callable, Iterable
+import zlib
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
 
 from mailer.csvfile import ROW_ERROR, append_rows, csv_layout, locked, records, rewrite_rows, widen
-from mailer.errors import InputError
+from mailer.errors import InputError, TokenError
 from mailer.headers import address_key, normalise_email
 from mailer.subscribers import SUPPRESSION_FILENAME
+from mailer.tokens import Purpose, verify_token
 
 Reason = Literal["unsubscribed", "bounced", "complaint", "manual"]
 REASONS: tuple[Reason, ...] = get_args(Reason)
 COLUMNS = ("email", "reason", "date")
 LOG_SUFFIX = ".log"
+JOURNAL_SUFFIX = ".journal"
+# Journal lines after which a journal write folds the journal into the CSV.
+COMPACT_AFTER = 10_000
 
 
 def suppression_path(lists_dir: Path) -> Path:
@@ -58,13 +70,23 @@ def _file_stamp(path: Path) -> _FileStamp:
     return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-class Suppression:
-    """The suppression file; ``is_suppressed`` is a dictionary look-up.
+def token_address(secret: str, token: str, *, purpose: Purpose = "unsubscribe") -> tuple[str, str]:
+    """``(list name, normalised address)`` of a genuine token; ``TokenError`` otherwise."""
+    list_name, email = verify_token(secret, token, purpose=purpose)
+    try:
+        return list_name, normalise_email(email)
+    except ValueError:
+        raise TokenError(f"{purpose} token is malformed") from None
 
-    ``add`` and ``remove`` re-read the file under its lock, rewrite it atomically, and log
-    the change in ``suppressed.log``. ``reason``, asked before each message of a send,
-    re-reads a changed file at most every ``RECHECK_EVERY`` seconds, so an unsubscribe made
-    during a send is honoured by it.
+
+class Suppression:
+    """The suppression file and its journal; ``is_suppressed`` is a dictionary look-up.
+
+    ``add_many`` and ``remove`` change it under its lock and log each change in
+    ``suppressed.log``: by default they rewrite the CSV atomically (folding the journal in);
+    with ``journal=True`` they append one fsync'd line per change to the journal instead.
+    ``reason``, asked before each message of a send, re-reads what changed at most every
+    ``RECHECK_EVERY`` seconds, so an unsubscribe made during a send is honoured by it.
     """
 
     def __init__(
@@ -77,31 +99,112 @@ class Suppression:
         self.path = path
         self._entries: dict[str, Suppressed] = dict(entries or {})
         self._clock = clock
-        self._stamp: _FileStamp | None = None
+        self._stamp: tuple[_FileStamp, _FileStamp] | None = None
         self._checked = clock()
+        # What has been read, and how the journal differs from the CSV.
+        self._csv_stamp: _FileStamp | None = None
+        self._journal_ino = 0
+        self._journal_pos = 0  # bytes of whole lines read
+        self._journal_lines = 0
+        self._journal_added: dict[str, Suppressed] = {}  # entries only the journal has
+        self._csv_dropped: set[str] = set()  # CSV entries the journal removed
 
     @classmethod
     def load(cls, path: Path) -> Suppression:
         """Read the file (a missing file is an empty list); a bad row raises ``InputError``."""
-        stamp = _file_stamp(path)
-        suppression = cls(path, _read(path))
-        suppression._stamp = stamp
+        suppression = cls(path)
+        suppression._reload()
+        if _file_stamp(path) != suppression._csv_stamp:
+            # A journal was being folded into a new CSV meanwhile: read both again, with
+            # no writer in between (without the lock first, so a read-only folder reads).
+            with locked(path):
+                suppression._reload()
         return suppression
 
+    @property
+    def journal_path(self) -> Path:
+        return self.path.with_suffix(JOURNAL_SUFFIX)
+
+    @property
+    def log_path(self) -> Path:
+        return self.path.with_suffix(LOG_SUFFIX)
+
+    def _stamps(self) -> tuple[_FileStamp, _FileStamp]:
+        return (_file_stamp(self.path), _file_stamp(self.journal_path))
+
     def refresh(self, *, force: bool = False) -> bool:
-        """Re-read the file if it changed since it was read; ``True`` if it did. A file
-        broken meanwhile raises ``InputError`` (a send must stop rather than guess)."""
+        """Re-read what changed since it was read; ``True`` if anything did. A file broken
+        meanwhile raises ``InputError`` (a send must stop rather than guess)."""
         now = self._clock()
         if not force and now - self._checked < RECHECK_EVERY:
             return False
         self._checked = now
-        if _file_stamp(self.path) == self._stamp:
+        if self._stamps() == self._stamp:
             return False
         with locked(self.path):  # no writer is between its reads of a file being replaced
-            stamp = _file_stamp(self.path)
-            self._entries = _read(self.path)
-        self._stamp = stamp
+            self._catch_up()
         return True
+
+    # --- reading ----------------------------------------------------------------------
+
+    def _reload(self) -> None:
+        """Read the CSV and the whole journal afresh."""
+        stamps = self._stamps()
+        self._entries = _read(self.path)
+        self._csv_stamp = stamps[0]
+        self._journal_ino = self._journal_pos = self._journal_lines = 0
+        self._journal_added = {}
+        self._csv_dropped = set()
+        self._read_journal()
+        self._stamp = stamps
+
+    def _catch_up(self) -> None:
+        """Under the lock: read only the journal lines appended since the last read, unless
+        the CSV was rewritten or the journal replaced (then everything)."""
+        stamps = self._stamps()
+        csv_stamp, journal = stamps
+        if (
+            csv_stamp != self._csv_stamp
+            or (self._journal_ino and journal[0] != self._journal_ino)
+            or journal[1] < self._journal_pos
+        ):
+            self._reload()
+            return
+        if journal[1] > self._journal_pos:
+            self._read_journal()
+        self._stamp = stamps
+
+    def _read_journal(self) -> None:
+        path = self.journal_path
+        try:
+            with path.open("rb") as handle:
+                self._journal_ino = os.fstat(handle.fileno()).st_ino
+                handle.seek(self._journal_pos)
+                data = handle.read()
+        except FileNotFoundError:
+            self._journal_ino = 0
+            return
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read ({exc.strerror})") from exc
+        whole = data[: data.rfind(b"\n") + 1]  # a torn last line was never acknowledged
+        for raw in whole.splitlines():
+            self._journal_lines += 1
+            self._apply(_parse_journal_line(raw, f"{path}:{self._journal_lines}"))
+        self._journal_pos += len(whole)
+
+    def _apply(self, change: tuple[str, Suppressed]) -> None:
+        op, entry = change
+        key = address_key(entry.email)
+        if op == "+":
+            if key not in self._entries:
+                self._entries[key] = entry
+                self._journal_added[key] = entry
+        elif key in self._entries:
+            del self._entries[key]
+            if self._journal_added.pop(key, None) is None:
+                self._csv_dropped.add(key)
+
+    # --- questions --------------------------------------------------------------------
 
     def reason(self, email: str) -> str | None:
         """Why ``email`` must not be mailed now (``suppressed: unsubscribed on …``), or None."""
@@ -112,10 +215,6 @@ class Suppression:
     @classmethod
     def for_lists_dir(cls, lists_dir: Path) -> Suppression:
         return cls.load(suppression_path(lists_dir))
-
-    @property
-    def log_path(self) -> Path:
-        return self.path.with_suffix(LOG_SUFFIX)
 
     def is_suppressed(self, email: str) -> bool:
         """Whether a normalised address (as in ``Recipient.email``) must not be mailed."""
@@ -130,6 +229,11 @@ class Suppression:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def __iter__(self) -> Iterator[Suppressed]:
+        return iter(list(self._entries.values()))
+
+    # --- changes ----------------------------------------------------------------------
+
     def add(
         self,
         email: str,
@@ -137,12 +241,13 @@ class Suppression:
         *,
         date: dt.date | None = None,
         note: str = "",
+        journal: bool = False,
     ) -> bool:
         """Suppress an address; ``False`` if it already was (its first entry is kept).
 
         ``email`` is checked and normalised (``ValueError`` if it is not an address).
         """
-        return self.add_many([(email, reason)], date=date, note=note) == 1
+        return self.add_many([(email, reason)], date=date, note=note, journal=journal) == 1
 
     def add_many(
         self,
@@ -150,8 +255,10 @@ class Suppression:
         *,
         date: dt.date | None = None,
         note: str = "",
+        journal: bool = False,
     ) -> int:
-        """Suppress several addresses in one locked rewrite (for example a run's hard bounces).
+        """Suppress several addresses in one locked write (for example a run's hard bounces,
+        or a batch of one-click unsubscribes with ``journal=True``).
 
         Returns how many were newly suppressed. Every address is checked before anything is
         written (``ValueError`` names the first bad one).
@@ -165,7 +272,7 @@ class Suppression:
             return 0
         day = date or dt.date.today()
         with locked(self.path):
-            self._entries = _read(self.path)
+            self._sync(journal)
             fresh: dict[str, Suppressed] = {}
             for address, reason in wanted:
                 key = address_key(address)
@@ -173,66 +280,178 @@ class Suppression:
                     fresh[key] = Suppressed(address, reason, day)
             if not fresh:
                 return 0
-            layout = csv_layout(self.path)
-            columns = layout.columns if layout else list(COLUMNS)
-            missing = [c for c in COLUMNS if c not in columns]
-            columns += missing
-            rows = [
-                [
-                    {"email": e.email, "reason": e.reason, "date": day.isoformat()}.get(c, "")
-                    for c in columns
-                ]
-                for e in fresh.values()
-            ]
-            if missing and layout:
-                widen(self.path, missing, rows)
-            else:
-                append_rows(self.path, rows, new_header=list(COLUMNS))
-            self._entries.update(fresh)
-            self._stamp = None  # changed by us: the next refresh re-reads it
-            for entry in fresh.values():
-                self._log("suppress", entry.email, entry.reason, note)
+            self._write([("+", entry) for entry in fresh.values()], journal=journal)
+            self._log([("suppress", e.email, e.reason, note) for e in fresh.values()])
         return len(fresh)
 
-    def remove(self, email: str, *, note: str = "") -> Suppressed | None:
-        """Lift the suppression of an address; returns its entry, or ``None`` if it had none."""
+    def remove(
+        self, email: str, *, note: str = "", only: Reason | None = None, journal: bool = False
+    ) -> Suppressed | None:
+        """Lift the suppression of an address; returns its entry, or ``None`` if it had none
+        (or, with ``only``, one for another reason: then nothing changes)."""
         key = address_key(normalise_email(email))
         with locked(self.path):
-            self._entries = _read(self.path)
+            self._sync(journal)
             entry = self._entries.get(key)
-            if entry is None:
+            if entry is None or (only is not None and entry.reason != only):
                 return None
-            layout = csv_layout(self.path)
-            assert layout is not None
+            self._write([("-", entry)], journal=journal)
+            self._log([("resubscribe", entry.email, entry.describe(), note)])
+        return entry
+
+    def compact(self) -> None:
+        """Fold the journal into the CSV (one atomic rewrite) and delete the journal."""
+        with locked(self.path):
+            self._sync(journal=False)
+            self._compact()
+
+    def _sync(self, journal: bool) -> None:
+        # A rewrite needs a full read to know the CSV as it is; a journal append, only news.
+        if journal:
+            self._catch_up()
+        else:
+            self._reload()
+
+    def _write(self, changes: list[tuple[str, Suppressed]], *, journal: bool) -> None:
+        """Hold the lock, after ``_sync``. Without a journal, a CSV rewrite (as the file's
+        look was); with one, the changes go to the journal first, so that a crash at any
+        point of the fold that follows leaves the same merged list."""
+        if journal or self._journal_ino:
+            self._append_journal(changes)
+            if not journal or self._journal_lines >= COMPACT_AFTER:
+                self._compact()
+        else:
+            for change in changes:
+                self._apply(change)
+            self._compact()
+
+    def _append_journal(self, changes: list[tuple[str, Suppressed]]) -> None:
+        """Hold the lock, after ``_catch_up``: cut off a torn last line, append, fsync."""
+        path = self.journal_path
+        data = b"".join(_journal_line(op, entry) for op, entry in changes)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                created = self._journal_ino == 0
+                os.ftruncate(fd, self._journal_pos)
+                os.lseek(fd, self._journal_pos, os.SEEK_SET)
+                _write_all(fd, data)
+                os.fsync(fd)
+                self._journal_ino = os.fstat(fd).st_ino
+            finally:
+                os.close(fd)
+            if created:
+                _fsync_dir(path.parent)
+        except OSError as exc:
+            raise InputError(f"{path}: cannot write ({exc.strerror})") from exc
+        self._journal_pos += len(data)
+        for change in changes:
+            self._journal_lines += 1
+            self._apply(change)
+        self._stamp = self._stamps()
+
+    def _compact(self) -> None:
+        """Hold the lock: write the journal's changes into the CSV, then delete the journal.
+        The CSV keeps its look: kept rows as their exact text, new rows appended."""
+        layout = csv_layout(self.path)
+        dropped = self._csv_dropped
+        if layout is not None and dropped:
             column = layout.columns.index("email")
 
             def keep(cells: list[str]) -> bool:
                 cell = cells[column] if column < len(cells) else ""
                 try:
-                    return address_key(normalise_email(cell)) != key
+                    return address_key(normalise_email(cell)) not in dropped
                 except ValueError:
                     return True
 
             rewrite_rows(self.path, keep)
-            del self._entries[key]
-            self._stamp = None
-            self._log("resubscribe", entry.email, entry.describe(), note)
-        return entry
+        if self._journal_added:
+            layout = csv_layout(self.path)
+            columns = layout.columns if layout else list(COLUMNS)
+            missing = [c for c in COLUMNS if c not in columns]
+            columns += missing
+            rows = [[_cells(e).get(c, "") for c in columns] for e in self._journal_added.values()]
+            if missing and layout:
+                widen(self.path, missing, rows)
+            else:
+                append_rows(self.path, rows, new_header=list(COLUMNS))
+        if self._journal_ino:
+            try:
+                self.journal_path.unlink(missing_ok=True)
+            except OSError as exc:
+                raise InputError(f"{self.journal_path}: cannot delete ({exc.strerror})") from exc
+            _fsync_dir(self.path.parent)
+        self._csv_stamp = _file_stamp(self.path)
+        self._journal_ino = self._journal_pos = self._journal_lines = 0
+        self._journal_added = {}
+        self._csv_dropped = set()
+        self._stamp = self._stamps()
 
-    def _log(self, action: str, email: str, detail: str, note: str) -> None:
+    def _log(self, changes: list[tuple[str, str, str, str]]) -> None:
         """One line per change: time, action, address, reason, note (tab-separated)."""
         stamp = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
-        fields = [stamp, action, email, detail, note]
-        line = "\t".join(" ".join(f.split()) for f in fields) + "\n"
+        text = "".join(
+            "\t".join(" ".join(f.split()) for f in (stamp, *fields)) + "\n" for fields in changes
+        )
         try:
             fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
             try:
-                os.write(fd, line.encode("utf-8"))
+                _write_all(fd, text.encode("utf-8"))
                 os.fsync(fd)
             finally:
                 os.close(fd)
         except OSError as exc:
             raise InputError(f"{self.log_path}: cannot write ({exc.strerror})") from exc
+
+
+def _cells(entry: Suppressed) -> dict[str, str]:
+    return {
+        "email": entry.email,
+        "reason": entry.reason,
+        "date": entry.date.isoformat() if entry.date else "",
+    }
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems cannot fsync a directory; the change is still made
+    finally:
+        os.close(fd)
+
+
+# A journal line: op ("+" suppress, "-" lift), address, reason, date, and a CRC-32 of the
+# rest, tab-separated. Addresses hold no tab or line break (email-validator refuses them).
+def _journal_line(op: str, entry: Suppressed) -> bytes:
+    cells = _cells(entry)
+    text = "\t".join((op, cells["email"], cells["reason"], cells["date"])).encode("utf-8")
+    return text + b"\t" + f"{zlib.crc32(text):08x}".encode("ascii") + b"\n"
+
+
+def _parse_journal_line(raw: bytes, where: str) -> tuple[str, Suppressed]:
+    text, _, crc = raw.rpartition(b"\t")
+    if not text or crc != f"{zlib.crc32(text):08x}".encode("ascii"):
+        raise InputError(f"{where}: damaged journal line (its checksum does not match)")
+    try:
+        op, email, reason, day = text.decode("utf-8").split("\t")
+        date = dt.date.fromisoformat(day) if day else None
+        if op not in ("+", "-"):
+            raise ValueError(op)
+        return op, Suppressed(email, _reason(reason), date)
+    except ValueError:
+        raise InputError(f"{where}: journal line not understood") from None
 
 
 def _read(path: Path) -> dict[str, Suppressed]:

@@ -249,3 +249,120 @@ def test_a_suppression_file_with_a_column_named_twice_is_an_error(sample: Path) 
         assert len(errors) == 1 and errors[0].startswith(expected), (argv, result.output)
     assert path.read_bytes() == before
     assert not (sample / "previews").exists()
+
+
+# --- the journal (many small changes, such as one-click unsubscribes from the web) ---------
+
+
+def test_journal_changes_are_merged_by_readers_and_folded_by_rewrites(tmp_path: Path) -> None:
+    path = tmp_path / "suppressed.csv"
+    path.write_text("email,reason,date\nold@example.com,bounced,2026-01-02\n", encoding="utf-8")
+    before = path.read_bytes()
+    web = Suppression.load(path)
+    assert web.add_many([("a@example.com", "unsubscribed"), ("b@example.com", "unsubscribed")],
+                        date=DAY, journal=True) == 2  # fmt: skip
+    assert web.add("a@example.com", "unsubscribed", journal=True) is False
+    assert web.remove("old@example.com", journal=True) is not None
+    assert path.read_bytes() == before  # the CSV is untouched
+    reader = Suppression.load(path)
+    assert sorted(e.email for e in reader) == ["a@example.com", "b@example.com"]
+    # a send's refresh sees a later journal line
+    web.add("c@example.com", "unsubscribed", journal=True)
+    assert reader.refresh(force=True) and reader.is_suppressed("c@example.com")
+    # a command that rewrites the CSV folds the journal in, and the journal goes
+    assert reader.add("d@example.com", "manual", date=DAY)
+    assert not web.journal_path.exists()
+    assert path.read_text(encoding="utf-8") == (
+        "email,reason,date\n"
+        "a@example.com,unsubscribed,2026-11-20\n"
+        "b@example.com,unsubscribed,2026-11-20\n"
+        "c@example.com,unsubscribed," + dt.date.today().isoformat() + "\n"
+        "d@example.com,manual,2026-11-20\n"
+    )
+    assert web.refresh(force=True) and len(web) == 4 and not web.is_suppressed("old@example.com")
+
+
+def test_a_torn_last_journal_line_is_ignored_and_cut_off(tmp_path: Path) -> None:
+    suppression = Suppression.for_lists_dir(tmp_path)
+    suppression.add("a@example.com", "unsubscribed", journal=True)
+    journal = suppression.journal_path
+    whole = journal.read_bytes()
+    torn = whole.replace(b"a@example.com", b"b@example.com")[:-7]  # a crash mid-write
+    journal.write_bytes(whole + torn)
+    reread = Suppression.for_lists_dir(tmp_path)
+    assert len(reread) == 1 and not reread.is_suppressed("b@example.com")
+    assert reread.add("c@example.com", "unsubscribed", journal=True)
+    assert not journal.read_bytes().startswith(whole + torn)
+    assert journal.read_bytes().count(b"\n") == 2
+    final = Suppression.for_lists_dir(tmp_path)
+    assert sorted(e.email for e in final) == ["a@example.com", "c@example.com"]
+
+
+def test_a_damaged_journal_line_names_file_and_line(tmp_path: Path) -> None:
+    suppression = Suppression.for_lists_dir(tmp_path)
+    suppression.add_many([("a@example.com", "unsubscribed"), ("b@example.com", "unsubscribed")],
+                         journal=True)  # fmt: skip
+    journal = suppression.journal_path
+    journal.write_bytes(journal.read_bytes().replace(b"a@example", b"x@example"))
+    with pytest.raises(InputError, match=r"suppressed\.journal:1: damaged journal line"):
+        Suppression.for_lists_dir(tmp_path)
+
+
+def test_a_fold_interrupted_before_the_journal_is_deleted_loses_nothing(tmp_path: Path) -> None:
+    suppression = Suppression.for_lists_dir(tmp_path)
+    suppression.add("keep@example.com", "bounced", date=DAY)
+    suppression.add("a@example.com", "unsubscribed", date=DAY, journal=True)
+    suppression.remove("keep@example.com", journal=True)
+    suppression.add("keep@example.com", "complaint", date=DAY, journal=True)
+    journal = suppression.journal_path.read_bytes()
+    suppression.compact()
+    folded = suppression.path.read_bytes()
+    suppression.journal_path.write_bytes(journal)  # as if the fold stopped before the unlink
+    again = Suppression.for_lists_dir(tmp_path)
+    assert {e.email: e.reason for e in again} == {
+        "a@example.com": "unsubscribed",
+        "keep@example.com": "complaint",
+    }
+    again.compact()
+    assert suppression.path.read_bytes() == folded
+
+
+def test_a_long_journal_is_folded_into_the_csv(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("mailer.suppression.COMPACT_AFTER", 5)
+    suppression = Suppression.for_lists_dir(tmp_path)
+    for i in range(7):
+        suppression.add(f"r{i}@example.com", "unsubscribed", journal=True)
+    assert len(rows(suppression.path)) == 5
+    assert suppression.journal_path.read_bytes().count(b"\n") == 2
+    assert len(Suppression.for_lists_dir(tmp_path)) == 7
+
+
+JOURNAL_SUPPRESSOR = SUPPRESSOR.replace('"bounced")', '"bounced", journal=(tag == "one"))')
+
+
+@pytest.mark.slow
+def test_two_processes_one_appending_to_the_journal_lose_nothing(tmp_path: Path) -> None:
+    # One writes the journal (as `mailer serve` does), the other rewrites the CSV (as a
+    # command does, folding the journal in each time): all 60 are kept, whatever the order.
+    path = tmp_path / "suppressed.csv"
+    go = tmp_path / "go"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", JOURNAL_SUPPRESSOR, str(path), tag, str(go)],
+            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)},
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for tag in ("one", "two")
+    ]
+    time.sleep(0.5)
+    go.touch()
+    for proc in procs:
+        _, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 0, stderr
+    suppression = Suppression.load(path)
+    assert len(suppression) == 60
+    suppression.compact()
+    assert len(rows(path)) == 60 and not suppression.journal_path.exists()

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from mailer.campaign import Outcome, run_campaign, write_previews
+from mailer.campaign import write_previews
 from mailer.cli.common import exit_code, plural, reports_errors
 from mailer.cli.progress import SendDisplay, print_summary
 from mailer.errors import EXIT_OK, EXIT_RESUMABLE, InputError
@@ -16,11 +16,12 @@ from mailer.forward import (
     MAX_FRIENDS,
     MAX_NOTE_CHARS,
     Forward,
+    Watch,
     check_forward_limits,
+    deliver_forward,
     forward_composer,
     prepare_forward,
     render_forward,
-    start_campaigns,
 )
 from mailer.ledger import Ledger
 from mailer.models import Recipient, Rendered
@@ -130,45 +131,26 @@ def _preview(settings: Settings, request: Forward, rendered: Rendered, folder: P
 def _send(
     settings: Settings, request: Forward, rendered: Rendered, suppression: Suppression
 ) -> int:
-    """Check the ledger under its write lock, record one campaign per friend, and send them
-    all over one transport in one event loop."""
+    """The library's forward delivery, with progress on screen."""
     transport = SMTPTransport(settings.smtp_config())
-    policy = settings.delivery_policy()
-    with Ledger.open(settings.ledger, wait=2.0) as ledger:
-        asked = request.friends
-        request = check_forward_limits(ledger, request, quota=settings.forward_daily_quota)
-        for friend in asked:
-            if friend not in request.friends:
-                print(f"Already sent to {friend}: skipped.")
-        if not request.friends:
-            return EXIT_OK
-        campaigns = start_campaigns(ledger, request)
 
-        async def send_all() -> list[Outcome]:
-            outcomes: list[Outcome] = []
-            for friend, campaign in zip(request.friends, campaigns, strict=True):
-                print(f"Forwarding {rendered.subject!r} to {friend} via {transport.config.where}")
-                display = SendDisplay()
-                try:
-                    outcome = await run_campaign(
-                        ledger,
-                        campaign,
-                        transport,
-                        policy,
-                        forward_composer(settings, request, rendered, friend).compose,
-                        suppression=suppression,
-                        on_start=display.start,
-                        on_result=display.result,
-                    )
-                finally:
-                    display.close()
-                print_summary(outcome)
-                outcomes.append(outcome)
-                if outcome.stopped:
-                    break
-            return outcomes
+    def watch(friend: str) -> Watch:
+        print(f"Forwarding {rendered.subject!r} to {friend} via {transport.config.where}")
+        display = SendDisplay()
+        return Watch(display.start, display.result, display.close, print_summary)
 
-        outcomes = asyncio.run(send_all())
-    if any(outcome.stopped for outcome in outcomes):
+    def already_sent(friend: str) -> None:
+        print(f"Already sent to {friend}: skipped.")
+
+    delivered = deliver_forward(
+        settings,
+        request,
+        rendered,
+        suppression,
+        transport=transport,
+        watch=watch,
+        on_already_sent=already_sent,
+    )
+    if delivered.stopped:
         return EXIT_RESUMABLE
-    return max((exit_code(outcome) for outcome in outcomes), default=EXIT_OK)
+    return max((exit_code(outcome) for outcome in delivered.outcomes), default=EXIT_OK)

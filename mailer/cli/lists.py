@@ -33,8 +33,7 @@ from mailer.subscribers import (
     scan_list,
     template_fields,
 )
-from mailer.suppression import Suppressed, Suppression
-from mailer.tokens import verify_token
+from mailer.suppression import Suppressed, Suppression, token_address
 
 MAX_LISTED = 10  # suppressed addresses named one by one after an import
 
@@ -420,14 +419,10 @@ def unsubscribe(
                 "nothing; refusing to act on one",
                 hint="set MAILER_SECRET_KEY to the key the messages were signed with",
             )
-        token_list, token_email = verify_token(secret, token)
-        try:
-            token_address = normalise_email(token_email)
-        except InputError:
-            raise InputError("unsubscribe token is malformed") from None
-        if address is not None and address.lower() != token_address.lower():
+        token_list, token_email = token_address(secret, token)
+        if address is not None and address.lower() != token_email.lower():
             raise InputError(f"--token: the token is not for {address}; nothing changed")
-        address = token_address
+        address = token_email
         note = f"token from list {token_list!r}"
     assert address is not None
     suppression = _suppression(settings)

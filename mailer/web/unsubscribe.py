@@ -1,0 +1,175 @@
+"""One-click unsubscribe (RFC 8058) at the path of MAILER_UNSUBSCRIBE_URL, and resubscribe.
+
+``GET`` and ``HEAD`` only show a page (link scanners fetch every link); a ``POST`` with
+``List-Unsubscribe=One-Click`` suppresses at once and answers 200, never a redirect. The token
+in the query is the only credential. Concurrent unsubscribes are written together: one
+journal append and one fsync for all that arrive while the previous write runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from urllib.parse import parse_qsl, quote
+
+from anyio import to_thread
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from mailer.errors import MailerError, TokenError
+from mailer.settings import Settings
+from mailer.suppression import Reason, Suppression, token_address
+from mailer.web.pages import NO_STORE, Pages, mask_address
+
+log = logging.getLogger("mailer.web")
+ONE_CLICK = ("List-Unsubscribe", "One-Click")
+
+
+class UnsubscribeQueue:
+    """Gathers the unsubscribes that arrive together into one locked, fsync'd journal write,
+    made in a worker thread so the event loop never waits on the disk. A request is
+    answered only once its address is on disk; a client that hangs up meanwhile does not
+    stop the write."""
+
+    def __init__(self, suppression: Suppression) -> None:
+        self.suppression = suppression
+        self._pending: list[tuple[str, str, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def suppress(self, address: str, note: str) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((address, note, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._drain())
+        await asyncio.shield(done)
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                await to_thread.run_sync(self._write, [(a, n) for a, n, _ in batch])
+            except Exception as exc:  # each waiter hears of it
+                for _, _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+            else:
+                for _, _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
+
+    def _write(self, items: list[tuple[str, str]]) -> None:
+        by_note: dict[str, list[tuple[str, Reason]]] = defaultdict(list)
+        for address, note in items:
+            by_note[note].append((address, "unsubscribed"))
+        for note, batch in by_note.items():
+            self.suppression.add_many(batch, note=note, journal=True)
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await asyncio.gather(self._writer, return_exceptions=True)
+
+
+class UnsubscribePages:
+    """The routes: the page, the one-click POST and the resubscribe POST."""
+
+    def __init__(
+        self, settings: Settings, pages: Pages, queue: UnsubscribeQueue, *, resubscribe_path: str
+    ) -> None:
+        self.secret = settings.secret_key.get_secret_value()
+        self.pages = pages
+        self.queue = queue
+        self.resubscribe_path = resubscribe_path
+
+    def routes(self, path: str) -> list[Route]:
+        return [
+            Route(path, self.show, methods=["GET"]),
+            Route(path, self.unsubscribe, methods=["POST"]),
+            Route(self.resubscribe_path, self.resubscribe, methods=["POST"]),
+        ]
+
+    def _token(self, request: Request) -> tuple[str, str, str] | None:
+        """``(token, list name, address)`` of the one genuine token in the query, else None."""
+        tokens = request.query_params.getlist("token")
+        if len(tokens) != 1:
+            return None
+        try:
+            list_name, address = token_address(self.secret, tokens[0], purpose="unsubscribe")
+        except TokenError:
+            return None
+        return tokens[0], list_name, address
+
+    async def show(self, request: Request) -> Response:
+        found = self._token(request)
+        if found is None:
+            return self.pages.error(400)
+        token, list_name, address = found
+        return self.pages.render(
+            "unsubscribe",
+            headers=NO_STORE,
+            list_name=list_name,
+            masked=mask_address(address),
+            action=f"{request.url.path}?token={quote(token, safe='')}",
+        )
+
+    async def unsubscribe(self, request: Request) -> Response:
+        found = self._token(request)
+        if found is None or not await _one_click(request):
+            return self.pages.error(400)
+        token, list_name, address = found
+        try:
+            await self.queue.suppress(address, f"one-click from list {list_name!r}")
+        except MailerError as exc:
+            log.error("unsubscribe not recorded: %s", exc.message)
+            return self.pages.error(500)
+        return self.pages.render(
+            "unsubscribed",
+            headers=NO_STORE,
+            list_name=list_name,
+            masked=mask_address(address),
+            action=f"{self.resubscribe_path}?token={quote(token, safe='')}",
+        )
+
+    async def resubscribe(self, request: Request) -> Response:
+        found = self._token(request)
+        if found is None:
+            return self.pages.error(400)
+        _, list_name, address = found
+        suppression = self.queue.suppression
+        note = f"web resubscribe from list {list_name!r}"
+        try:
+            # Only what this address's own unsubscribe did: never a bounce or a complaint.
+            entry = await to_thread.run_sync(
+                lambda: suppression.remove(address, note=note, only="unsubscribed", journal=True)
+            )
+        except MailerError as exc:
+            log.error("resubscribe not recorded: %s", exc.message)
+            return self.pages.error(500)
+        return self.pages.render(
+            "resubscribed",
+            headers=NO_STORE,
+            list_name=list_name,
+            masked=mask_address(address),
+            done=entry is not None,
+        )
+
+
+async def _one_click(request: Request) -> bool:
+    """Whether the body is ``List-Unsubscribe=One-Click``, urlencoded or multipart."""
+    kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if kind == "application/x-www-form-urlencoded":  # what Gmail sends: the quick way
+        try:
+            fields = parse_qsl((await request.body()).decode("ascii"), max_num_fields=8)
+        except ValueError:  # not ASCII, or too many fields
+            return False
+        return (ONE_CLICK[0], ONE_CLICK[1]) in fields
+    try:
+        form: FormData = await request.form(max_files=0, max_fields=8)
+    except Exception:  # a malformed body, whatever the parser says about it
+        return False
+    try:
+        return form.get(ONE_CLICK[0]) == ONE_CLICK[1]
+    finally:
+        await form.close()
