@@ -22,8 +22,9 @@ import itertools
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mailer.archive import Store, issue_of
 from mailer.delivery import Delivery
@@ -36,8 +37,41 @@ from mailer.suppression import Reason, Suppression
 from mailer.transports.base import Transport
 from mailer.transports.files import FilesTransport
 from mailer.transports.smtp import needs_smtputf8
+from mailer.verp import return_path
+
+if TYPE_CHECKING:
+    from mailer.dkim import Signer
+    from mailer.settings import Settings
 
 Compose = Callable[[Recipient, int], Outgoing]
+
+
+@dataclass(frozen=True)
+class Postmark:
+    """What every message of a send gets on its way out, after it is composed: a VERP return
+    path naming its campaign and recipient (``MAILER_BOUNCE_ADDRESS``), and its DKIM
+    signatures (``MAILER_DKIM_*``). Previews are not stamped: they never travel."""
+
+    signer: Signer | None = None
+    bounce_address: str | None = None
+    secret: str = ""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Postmark:
+        """Reads the DKIM keys (a broken key file is one ``ConfigError`` naming it)."""
+        return cls(
+            signer=settings.dkim_signer(),
+            bounce_address=settings.bounce_address,
+            secret=settings.secret_key.get_secret_value(),
+        )
+
+    def stamp(self, campaign: Campaign, message: Outgoing) -> Outgoing:
+        sender = message.sender
+        if self.bounce_address:
+            email = message.recipient.email
+            sender = return_path(self.bounce_address, self.secret, campaign.id, email)
+        data = self.signer.sign(message.data) if self.signer is not None else message.data
+        return replace(message, sender=sender, data=data)
 HARD_BOUNCE_NOTE = "hard bounce (5.1.x) during delivery"
 KEPT_FAILURES = 100  # failed, deferred and unknown results an outcome keeps, for display
 
@@ -294,6 +328,7 @@ async def run_campaign(
     suppression: Suppression,
     resend_unknown: bool = False,
     limit: int | None = None,
+    postmark: Postmark | None = None,
     on_start: Callable[[Delivery, int], None] | None = None,
     on_result: Callable[[SendResult], None] | None = None,
 ) -> Outcome:
@@ -342,9 +377,12 @@ async def run_campaign(
     stream: Iterator[Recipient] = recipients()
     if limit is not None:
         stream = itertools.islice(stream, limit)
+    messages = (compose(recipient, index) for index, recipient in enumerate(stream, 1))
+    if postmark is not None and (postmark.signer is not None or postmark.bounce_address):
+        messages = (postmark.stamp(campaign, message) for message in messages)
     engine = Delivery(
         transport,
-        (compose(recipient, index) for index, recipient in enumerate(stream, 1)),
+        messages,
         policy,
         before_send=mark,
         after_send=record,
@@ -423,6 +461,7 @@ __all__ = [
     "Audience",
     "DigestTarget",
     "Outcome",
+    "Postmark",
     "check_campaign_name",
     "count_needing_smtputf8",
     "find_digest_campaign",

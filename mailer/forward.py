@@ -22,7 +22,7 @@ import jinja2
 from markupsafe import Markup
 
 from mailer.articles import ARTICLE_SUFFIXES, compile_clutter, load_article, load_articles
-from mailer.campaign import Outcome, run_campaign
+from mailer.campaign import Outcome, Postmark, run_campaign
 from mailer.delivery import Delivery
 from mailer.errors import GuardError, InputError
 from mailer.headers import address_key, check_visible, normalise_email
@@ -417,6 +417,7 @@ def deliver_forward(
     used)."""
     transport = transport or SMTPTransport(settings.smtp_config())
     policy = settings.delivery_policy()
+    postmark = Postmark.from_settings(settings)
     with Ledger.open(settings.ledger, wait=ledger_wait) as ledger:
         asked = request.friends
         request = check_forward_limits(ledger, request, quota=settings.forward_daily_quota)
@@ -439,6 +440,7 @@ def deliver_forward(
                         policy,
                         forward_composer(settings, request, rendered, friend).compose,
                         suppression=suppression,
+                        postmark=postmark,
                         on_start=seen.start,
                         on_result=seen.result,
                     )

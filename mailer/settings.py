@@ -8,7 +8,7 @@ import os
 import re
 import zoneinfo
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
@@ -36,6 +36,10 @@ from mailer.headers import (
 from mailer.models import DeliveryPolicy, SMTPConfig
 from mailer.subscribers import LIST_NAME_RULE, is_list_name
 from mailer.tokens import MAX_TOKEN_CHARS
+from mailer.verp import check_bounce_address
+
+if TYPE_CHECKING:
+    from mailer.dkim import Signer
 
 # Documented sample defaults: the bundled sample runs with no settings at all. The sample
 # secret key is public, so sending real mail with it is refused (see ``require_real_secret``).
@@ -111,6 +115,14 @@ class Settings(BaseSettings):
     forward_rate: int = Field(30, ge=1)
     # Where sent and built issues are kept for the archive pages (no personal data).
     archive_dir: Path = Path(".mailer/archive")
+    # Deliverability (docs/deliverability.md): VERP return paths, DKIM, bounces.
+    bounce_address: str | None = None
+    dkim_selector: str | None = None
+    dkim_key_file: Path | None = None
+    dkim_ed25519_selector: str | None = None
+    dkim_ed25519_key_file: Path | None = None
+    dkim_domain: str | None = None  # defaults to the From domain
+    soft_bounce_limit: int = Field(3, ge=1, le=100)
 
     # The newsletter's time zone: what "today" is, and where an issue's days begin and end.
     timezone: str | None = None
@@ -137,6 +149,40 @@ class Settings(BaseSettings):
     @classmethod
     def _reply_to(cls, value: str | None) -> str | None:
         return _normalise_address(value) if value else None
+
+    @field_validator("bounce_address")
+    @classmethod
+    def _bounce_address(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        try:
+            return check_bounce_address(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
+    @model_validator(mode="after")
+    def _dkim_pairs(self) -> Settings:
+        pairs = [
+            (
+                "MAILER_DKIM_SELECTOR",
+                self.dkim_selector,
+                "MAILER_DKIM_KEY_FILE",
+                self.dkim_key_file,
+            ),
+            (
+                "MAILER_DKIM_ED25519_SELECTOR",
+                self.dkim_ed25519_selector,
+                "MAILER_DKIM_ED25519_KEY_FILE",
+                self.dkim_ed25519_key_file,
+            ),
+        ]
+        for selector_name, selector, file_name, key_file in pairs:
+            if bool(selector) != bool(key_file):
+                given, missing = (
+                    (selector_name, file_name) if selector else (file_name, selector_name)
+                )
+                raise ValueError(f"{given} is set, so {missing} must be set too")
+        return self
 
     @field_validator("public_url")
     @classmethod
@@ -305,6 +351,22 @@ class Settings(BaseSettings):
             messages_per_connection=self.messages_per_connection,
             policy_halt_after=self.policy_halt_after,
         )
+
+    def dkim_signer(self) -> Signer | None:
+        """The DKIM signer of every message, or ``None`` when no key is set (reads the keys)."""
+        keys = [
+            (selector, path)
+            for selector, path in (
+                (self.dkim_selector, self.dkim_key_file),
+                (self.dkim_ed25519_selector, self.dkim_ed25519_key_file),
+            )
+            if selector and path
+        ]
+        if not keys:
+            return None
+        from mailer.dkim import Signer  # cryptography: only when signing is set up
+
+        return Signer.from_files(self.dkim_domain or self.from_domain, keys)
 
     def smtp_is_loopback(self) -> bool:
         if self.smtp_host == "localhost":

@@ -12,7 +12,6 @@ from typing import Annotated
 import typer
 
 from mailer.bounces import (
-    SOFT_LIMIT,
     BounceReader,
     LedgerResolver,
     NoResolver,
@@ -83,11 +82,14 @@ def scan_command(
     mbox: Annotated[Path | None, typer.Option(help="Read this mbox file (never written).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     soft_limit: Annotated[
-        int,
+        int | None,
         typer.Option(
-            min=1, help="Suppress an address after soft bounces from this many campaigns."
+            min=1,
+            help="Suppress an address after soft bounces from this many campaigns "
+            "[MAILER_SOFT_BOUNCE_LIMIT, 3].",
+            show_default=False,
         ),
-    ] = SOFT_LIMIT,
+    ] = None,
     record: Annotated[
         Path | None,
         typer.Option(
@@ -123,7 +125,8 @@ def scan_command(
         SqliteStore(record or settings.ledger.parent / RECORD_FILE) as store,
     ):
         reader = BounceReader(secret, resolver)
-        summary = scan(messages, reader, store, suppression, soft_limit=soft_limit)
+        limit = soft_limit if soft_limit is not None else settings.soft_bounce_limit
+        summary = scan(messages, reader, store, suppression, soft_limit=limit)
     if as_json:
         print(json.dumps(summary.as_dict(), indent=2))
     else:

@@ -14,6 +14,7 @@ import typer
 from mailer.campaign import (
     Audience,
     Outcome,
+    Postmark,
     check_campaign_name,
     count_needing_smtputf8,
     find_digest_campaign,
@@ -150,6 +151,7 @@ def _send(settings: Settings, audience: Audience, request: _SendRequest) -> Outc
                 "was never recorded are now 'unknown' (see `mailer status --list unknown`)."
             )
         options = request.options
+        postmark = Postmark.from_settings(settings)  # a broken DKIM key stops us before anything
         target = find_digest_campaign(
             ledger,
             audience.list_path,
@@ -204,6 +206,7 @@ def _send(settings: Settings, audience: Audience, request: _SendRequest) -> Outc
                     suppression=audience.suppression,
                     resend_unknown=request.resend_unknown,
                     limit=request.limit,
+                    postmark=postmark,
                     on_start=starting,
                     on_result=display.result,
                 )
@@ -326,6 +329,15 @@ def check(
         f"{name.upper()} {value}".strip() for name, value in sorted(info.extensions.items())
     )
     print(f"Extensions:    {extensions}")
+    signer = settings.dkim_signer()
+    if signer is not None:
+        from mailer.dkim import self_check
+
+        self_check(signer)
+        keys = ", ".join(f"{key.selector} ({key.kind})" for key in signer.keys)
+        print(f"DKIM:          d={signer.domain}, {keys}: a test signature verifies with dkimpy")
+    if settings.bounce_address:
+        print(f"Return path:   {settings.bounce_address} with a VERP tag per recipient")
     if list_ is not None:
         if needs and "smtputf8" not in info.extensions:
             print(
