@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,9 +12,10 @@ from mailer.articles import SkipHandler, load_articles
 from mailer.csvfile import read_header
 from mailer.digest import build_digest, window_start
 from mailer.errors import InputError
+from mailer.headers import is_web_url
 from mailer.messages import Composer, Envelope
-from mailer.models import Digest, Recipient, Rendered
-from mailer.render import SiteLinks, make_environment, render_digest
+from mailer.models import Article, Digest, Recipient, Rendered
+from mailer.render import SiteLinks, make_environment, media_path, render_digest
 from mailer.settings import Settings
 from mailer.subscribers import LIST_HINT, list_name, resolve_list, template_fields
 from mailer.tokens import make_token
@@ -196,3 +197,46 @@ def fingerprint(rendered: Rendered, mail: Envelope, name_fallback: str) -> str:
         data = part.encode("utf-8", "surrogatepass")
         digest.update(len(data).to_bytes(8, "big") + data)
     return digest.hexdigest()[:32]
+
+
+# Images kept beside the articles: at most this many bytes each in a preview folder.
+MAX_MEDIA_BYTES = 5 * 1024 * 1024
+
+
+def local_images(articles: Iterable[Article]) -> list[Article]:
+    """The articles whose image is a file in the articles folder, not an http(s) URL."""
+    return [a for a in articles if a.image and not is_web_url(a.image)]
+
+
+def preview_media(articles: Iterable[Article], articles_dir: Path) -> dict[str, bytes]:
+    """The local images of some articles as a preview folder holds them, beside its HTML:
+    ``{"media/images/market-hall.jpg": b"..."}`` (the ``src`` that ``links.image`` gives
+    without a public URL). ``InputError`` names an image that cannot be read or is too big."""
+    folder = articles_dir.resolve()
+    found: dict[str, bytes] = {}
+    for article in local_images(articles):
+        image = article.image or ""
+        path = (folder / image).resolve()
+        where = f"{article.source}: image {image}"
+        if not path.is_relative_to(folder):
+            raise InputError(f"{where} is outside the articles folder {articles_dir}")
+        try:
+            if path.stat().st_size > MAX_MEDIA_BYTES:
+                raise InputError(f"{where} is larger than {MAX_MEDIA_BYTES // 1024 // 1024} MB")
+            found[media_path(image, quoted=False)] = path.read_bytes()
+        except OSError as exc:
+            raise InputError(f"{where} cannot be read ({exc.strerror})") from None
+    return found
+
+
+def check_media_reachable(articles: Iterable[Article], settings: Settings) -> None:
+    """A send needs every image on the web: a local image needs ``MAILER_PUBLIC_URL`` (the
+    site serves it at ``<public>/media/<path>``). Previews need nothing."""
+    local = local_images(articles)
+    if local and not settings.public_url:
+        article = local[0]
+        raise InputError(
+            f"{article.source}: image {article.image} is a local file, which readers "
+            "cannot load from an e-mail",
+            hint="set MAILER_PUBLIC_URL (the site serves it), or give an https image URL",
+        )

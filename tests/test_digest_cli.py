@@ -179,7 +179,7 @@ def test_newest_first_and_capped_by_max_articles(sample: Path) -> None:
     ]
     (_, msg), *_ = messages(sample)
     assert msg.get_body(preferencelist=("html",)) is not None
-    assert text_of(msg, "html").count('class="read-more"') == 2
+    assert text_of(msg, "html").count('class="item-title"') == 2
 
 
 def test_default_subject_and_subject_override(sample: Path) -> None:
@@ -255,7 +255,7 @@ def test_previews_parse_back_into_text_then_html(sample: Path) -> None:
         assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
         assert [p.get_content_charset() for p in parts] == ["utf-8", "utf-8"]
         html = text_of(msg, "html")
-        assert re.search(r'<p class="brand" style="[^"]*font-size:30px', html)
+        assert re.search(r'<h1 class="brand" style=[^>]*font-size:30px', html)
         assert html.count(' style="') > 20
         style_blocks = re.findall(r"<style>(.*?)</style>", html, re.DOTALL)
         assert any("@media only screen and (max-width: 620px)" in b for b in style_blocks)

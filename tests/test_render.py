@@ -60,7 +60,7 @@ def test_a_user_folder_overrides_one_template_and_keeps_the_others(sample: Path)
     assert text.startswith("Custom text for Alice Martin in Northfield\n")
     assert "* Old bakery trains a new generation of bakers\n" in text
     html = body(msg, "html")
-    assert "Read more" in html and "Hi Alice Martin," in html  # the default HTML template
+    assert 'class="item-title"' in html and "Hi Alice Martin," in html  # the default template
     assert "Custom text" not in html
 
 
@@ -80,7 +80,7 @@ def test_an_override_can_extend_the_default_base_layout(sample: Path) -> None:
     html = body(first_message(sample), "html")
     assert "Only titles, Alice Martin" in html
     assert 'class="brand"' in html  # from the default base layout
-    assert "Read more" not in html
+    assert 'class="item-title"' not in html
 
 
 def test_an_undefined_variable_names_the_template_and_line(sample: Path) -> None:

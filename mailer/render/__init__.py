@@ -12,13 +12,45 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import jinja2
 from premailer import Premailer
 
-from mailer.errors import TemplateError
-from mailer.headers import human_date, page_slug
+from mailer.errors import InputError, TemplateError
+from mailer.headers import human_date, is_web_url, page_slug
 from mailer.models import Article, Digest, Rendered, Spliced
+from mailer.render.body import (
+    FORWARD_BODY_BUDGET,
+    TEXT_WIDTH,
+    MailBody,
+    demote_headings,
+    mail_body,
+    plain_text,
+)
+
+__all__ = [
+    "BASE_FIELDS",
+    "FORWARD_BODY_BUDGET",
+    "HTML_BUDGET",
+    "TEXT_WIDTH",
+    "MailBody",
+    "SiteLinks",
+    "check_html_budget",
+    "default_templates_dir",
+    "demote_headings",
+    "html_size",
+    "inline_css",
+    "links_of",
+    "mail_body",
+    "make_environment",
+    "media_path",
+    "personal_fields",
+    "plain_text",
+    "render_digest",
+    "render_page",
+    "render_template_pair",
+]
 
 _MARKER = "mAILER"
 _ANY_HOLE_RE = re.compile("%%" + _MARKER + r"[0-9a-f]{10}_\d+%%")
@@ -34,6 +66,12 @@ _PRINTING_TESTS = frozenset({"defined", "undefined", "none", "string"})
 # Fields every recipient has; extra CSV columns are added after these. ``forward_token``
 # is empty without MAILER_PUBLIC_URL; templates append it to ``links.forward(article)``.
 BASE_FIELDS = ("email", "name", "unsubscribe_url", "forward_token")
+
+# Gmail clips an HTML part past about 102 KB, hiding the footer and its unsubscribe link:
+# every message's HTML part stays under this many bytes (personal values included).
+HTML_BUDGET = 100_000
+# Room kept for each personal value spliced into the HTML (an address, a name, a token URL).
+_SLOT_ALLOWANCE = 320
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,12 +106,33 @@ class SiteLinks:
         (then a digest carries the full text)."""
         return article.url or self.article(article)
 
+    def image(self, article: Article) -> str | None:
+        """The ``src`` of an article's image. An http(s) ``image:`` is used as it is. A file
+        in the articles folder (``images/market-hall.jpg``, as the articles layer gives it)
+        is on the public site at ``<public>/media/<path>``; without a public URL it is the
+        relative ``media/<path>`` that a preview folder holds beside its HTML (see
+        ``pipeline.preview_media``), and a send refuses it: readers could not load it."""
+        if not article.image:
+            return None
+        if is_web_url(article.image):
+            return article.image
+        path = media_path(article.image)
+        return f"{self.public_url}/{path}" if self.public_url else path
+
     def forward(self, article: Article) -> str | None:
         """The forward form for one article, up to ``token=``: the template appends
         ``subscriber.forward_token``, each recipient's own."""
         if not self.public_url:
             return None
         return f"{self.public_url}/forward/{page_slug(article.slug)}?token="
+
+
+def media_path(image: str, *, quoted: bool = True) -> str:
+    """Where a local image (a path inside the articles folder) is, relative to the site's
+    root or a preview folder: ``media/<path>``, each part URL-quoted unless ``quoted`` is
+    false (the file's own name)."""
+    parts = [p for p in image.split("/") if p not in ("", ".", "..")]
+    return "media/" + "/".join(quote(p) if quoted else p for p in parts)
 
 
 def links_of(newsletter: object) -> SiteLinks:
@@ -84,9 +143,9 @@ def links_of(newsletter: object) -> SiteLinks:
 
 def default_templates_dir() -> Path:
     """Templates inside the installed wheel, else the repository's ``templates/``."""
-    here = Path(__file__).resolve().parent
-    shipped = here / "templates"
-    return shipped if shipped.is_dir() else here.parent / "templates"
+    package = Path(__file__).resolve().parent.parent  # mailer/
+    shipped = package / "templates"
+    return shipped if shipped.is_dir() else package.parent / "templates"
 
 
 def make_environment(override_dir: Path | None = None) -> jinja2.Environment:
@@ -104,6 +163,8 @@ def make_environment(override_dir: Path | None = None) -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     env.filters["human_date"] = human_date
+    env.filters["plain_text"] = plain_text
+    env.globals["mail_body"] = mail_body
     # A filter or test given a personal field would run on its hole, not on the value, and
     # many (``replace``, ``wordwrap``, ``is upper``...) would silently do nothing.
     registries: list[tuple[dict[str, Any], frozenset[str]]] = [
@@ -205,11 +266,13 @@ def render_template_pair(
     *,
     fields: Sequence[str],
     context: Mapping[str, Any],
+    budget: bool = True,
 ) -> tuple[Spliced, Spliced]:
     """Render ``<stem>.html.j2`` (then inline CSS) and ``<stem>.txt.j2`` with holes.
 
     Templates get ``links`` (``SiteLinks``) from the newsletter context unless the context
-    gives its own."""
+    gives its own. An HTML part of ``HTML_BUDGET`` bytes or more is an ``InputError``
+    (``budget=False``: the caller checks it, with its own hint)."""
     marks = _Holes()
     holes = _PersonalFields({f: _Personal(marks.template.format(i)) for i, f in enumerate(fields)})
     links = links_of(context.get("newsletter"))
@@ -217,10 +280,28 @@ def render_template_pair(
     html = _render(env, f"{stem}.html.j2", ctx)
     html = inline_css(html, name=f"{stem}.html.j2")
     text = _render(env, f"{stem}.txt.j2", ctx)
-    return (
-        _split(html, fields, f"{stem}.html.j2", marks),
-        _split(text, fields, f"{stem}.txt.j2", marks),
-    )
+    html_doc = _split(html, fields, f"{stem}.html.j2", marks)
+    if budget:
+        check_html_budget(html_doc, what=f"template {stem}.html.j2")
+    return html_doc, _split(text, fields, f"{stem}.txt.j2", marks)
+
+
+def html_size(doc: Spliced) -> int:
+    """The bytes of a rendered HTML part, counting each personal value at a generous size."""
+    return sum(len(lit.encode("utf-8")) for lit in doc.literals) + _SLOT_ALLOWANCE * len(doc.slots)
+
+
+def check_html_budget(doc: Spliced, *, what: str, hint: str | None = None) -> None:
+    """``InputError`` when the HTML part is ``HTML_BUDGET`` bytes or more: Gmail would clip
+    it, and hide the footer with its unsubscribe link."""
+    size = html_size(doc)
+    if size >= HTML_BUDGET:
+        raise InputError(
+            f"{what}: the HTML part would be {size // 1000} KB, over the "
+            f"{HTML_BUDGET // 1000} KB budget (Gmail clips longer messages and hides "
+            "the unsubscribe link)",
+            hint=hint,
+        )
 
 
 def render_digest(
@@ -233,7 +314,15 @@ def render_digest(
     """Render the digest once for every recipient of this issue."""
     fields = personal_fields(extra_fields)
     context = {"digest": digest, "articles": digest.articles, "newsletter": newsletter}
-    html, text = render_template_pair(env, "digest", fields=fields, context=context)
+    html, text = render_template_pair(env, "digest", fields=fields, context=context, budget=False)
+    count = len(digest.articles)
+    # Roughly how many articles fit: the same share of them as of the bytes.
+    fits = max(1, min(count - 1, count * HTML_BUDGET * 9 // (10 * max(1, html_size(html)))))
+    check_html_budget(
+        html,
+        what=f"the digest of {count} article{'' if count == 1 else 's'}",
+        hint=f"cut it with --max-articles (about --max-articles {fits} fits)",
+    )
     return Rendered(subject=digest.subject, html=html, text=text)
 
 
