@@ -123,6 +123,7 @@ def look(browser: Browser, document: Path, name: str, *, message: bool) -> dict[
                 page.screenshot(path=str(SHOTS / f"{name}-{width}-{scheme}.png"), full_page=True)
                 found[view] = {
                     "axe": violations(page),
+                    "aaa": violations(page, AAA_ONLY),
                     "wider": page.evaluate("document.documentElement.scrollWidth") > width,
                     "background": page.evaluate(
                         "getComputedStyle(document.querySelector('.container')"
@@ -130,7 +131,6 @@ def look(browser: Browser, document: Path, name: str, *, message: bool) -> dict[
                     ),
                 }
                 if message:
-                    found[view]["aaa"] = violations(page, AAA_ONLY)
                     found[view]["small"] = page.evaluate(SMALL_TEXT_JS)
                     found[view]["images"] = page.evaluate(IMAGES_JS)
                     found[view]["headings"] = page.evaluate(HEADINGS_JS)
@@ -229,4 +229,8 @@ def test_the_archive_pages_have_no_violations(
         found = look(browser, page, name, message=False)
         for view, seen in found.items():
             assert seen["axe"] == [], view
+            assert seen["aaa"] == [], view  # 7:1, as the messages
             assert not seen["wider"], view
+        light = {v["background"] for k, v in found.items() if k.endswith("light")}
+        dark = {v["background"] for k, v in found.items() if k.endswith("dark")}
+        assert light != dark, name  # a dark mode of their own

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from mailer.settings import load_settings
@@ -26,6 +27,8 @@ PUBLIC = "https://news.example.org"
 SLUG = "2026-11-27-river-path-reopens"
 SHOTS = Path("/tmp/shots")
 WIDTHS = (375, 800)
+AXE = Axe()
+AAA_ONLY = {"runOnly": {"type": "rule", "values": ["color-contrast-enhanced"]}}
 BROWSER_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -150,3 +153,54 @@ def test_fill_in_and_send_the_forward_form(
     (received,) = smtp.recorder.received
     assert received.recipients == ["friend@example.net"]
     assert received.message["Subject"].startswith("Alice Martin shared: ")
+
+
+def axe_findings(page: Page) -> list[str]:
+    """axe-core's default rules, plus 7:1 contrast (the messages' bar), on the page as shown."""
+    found = []
+    for options in (None, AAA_ONLY):
+        result = AXE.run(page, options=options) if options else AXE.run(page)
+        found += [
+            f"{v['id']}: {node['html'][:120]}"
+            for v in result.response["violations"]
+            for node in v["nodes"]
+        ]
+    return found
+
+
+@pytest.mark.slow
+def test_the_pages_have_no_accessibility_violations_light_or_dark(
+    sample: Path, bob_link: str, web: WebServer, browser: Browser
+) -> None:
+    token = make_token(SECRET, "example", "alice@example.org", purpose="forward")
+    pages = {
+        "unsubscribe": bob_link,
+        "forward": f"{web.url}/forward/{SLUG}?token={token}",
+        "error": f"{web.url}/unsubscribe?token=forged.token",
+        "missing": f"{web.url}/no/such/page",
+    }
+    backgrounds: dict[str, set[str]] = {"light": set(), "dark": set()}
+    for scheme in ("light", "dark"):
+        for width in WIDTHS:
+            context = browser.new_context(
+                viewport={"width": width, "height": 700}, color_scheme=scheme
+            )
+            try:
+                page = context.new_page()
+                for name, url in pages.items():
+                    page.goto(url)
+                    assert axe_findings(page) == [], (name, width, scheme)
+                    backgrounds[scheme].add(
+                        page.evaluate("getComputedStyle(document.body).backgroundColor")
+                    )
+                # The page after the button, and the one after undoing it.
+                page.goto(bob_link)
+                page.get_by_role("button", name="Unsubscribe").click()
+                page.wait_for_selector("text=You are unsubscribed")
+                assert axe_findings(page) == [], ("unsubscribed", width, scheme)
+                page.get_by_role("button", name="Resubscribe").click()
+                page.wait_for_selector("text=Welcome back")
+                assert axe_findings(page) == [], ("resubscribed", width, scheme)
+            finally:
+                context.close()
+    assert backgrounds["light"].isdisjoint(backgrounds["dark"])  # a dark mode of their own
