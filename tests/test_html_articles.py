@@ -263,3 +263,170 @@ def test_a_forwarded_page_carries_its_story_with_its_shape(sample: Path) -> None
     html = (folder / "forward.html").read_text(encoding="utf-8")
     assert re.search(r"<h[2-6][^>]*>What happens next</h[2-6]>", html) and "<blockquote" in html
     assert "<script" not in html.split("</head>")[-1] and "javascript:" not in html
+
+
+# --- failure classes found on pages nobody tuned for ---------------------------------------------
+
+LEDE = (
+    "Single bus fares on every route in the region will be capped at £2 from the first of June, "
+    "the combined authority has announced, in a move it says will save passengers money."
+)
+REST = (
+    "<p>The cap replaces a patchwork of fares that can reach £6.50 for a single journey on some "
+    "rural routes. Day tickets will be capped at £5.</p>"
+    "<p>The scheme will cost £28m in its first year, paid for from the transport budget.</p>"
+)
+
+
+def shaped(head: str = "", top: str = "", foot: str = "", lang: str = "en") -> str:
+    """A saved news page: ``head`` in <head>, ``top`` above the story, ``foot`` after it."""
+    return (
+        f'<!DOCTYPE html><html lang="{lang}"><head><meta charset="utf-8">'
+        f"<title>Bus fares capped at £2 across the region</title>{head}</head><body>"
+        '<nav><a href="/">Home</a> <a href="/news">News</a></nav><article>'
+        f"<h1>Bus fares capped at £2 across the region</h1>{top}<p>{LEDE}</p>{REST}</article>"
+        f"{foot}</body></html>"
+    )
+
+
+AUTHORS = '{{"@context":"https://schema.org","@type":"NewsArticle","author":[{}]}}'
+
+
+@pytest.mark.parametrize(
+    ("html", "author"),
+    [
+        (
+            shaped(foot="<footer><p>Written by Margaret Hollis, churchwarden</p></footer>"),
+            "Margaret Hollis",
+        ),
+        (
+            shaped(top='<p class="meta">Von Lukas Brenner | 2. März 2026</p>', lang="de"),
+            "Lukas Brenner",
+        ),
+        (
+            shaped(
+                foot='<address>Posted by <a rel="author" href="/about">Keith Marlow</a></address>'
+            ),
+            "Keith Marlow",
+        ),
+        (
+            shaped(
+                head='<script type="application/ld+json">'
+                + AUTHORS.format(
+                    '{"@type":"Person","name":"Ann Lee"},{"@type":"Person","name":"Raj Patel"}'
+                )
+                + "</script>"
+            ),
+            "Ann Lee and Raj Patel",
+        ),
+        (shaped(top='<p class="byline">Interview by Owen Pryce</p>'), "Owen Pryce"),
+        (
+            shaped(head='<meta name="author" content="Luke Pascoe, Transport Reporter">'),
+            "Luke Pascoe",
+        ),
+        (shaped(top='<p class="byline">By BETH CARNEY</p>'), "Beth Carney"),
+        (
+            shaped(
+                head='<meta name="author" content="Island Times">'
+                '<meta property="og:site_name" content="Island Times">',
+                top='<p class="byline">By Fiona Stewart, Islands correspondent</p>',
+            ),
+            "Fiona Stewart",
+        ),
+        (
+            shaped(
+                top='<div class="article-byline"><span>Sam Okafor</span>, '
+                "<span>Education editor</span></div>",
+                foot='<aside class="related"><p class="byline">By Jo Perry</p></aside>',
+            ),
+            "Sam Okafor",
+        ),
+        (
+            shaped(
+                foot='<div class="author-card"><h4 class="author-name">Fran Whitely</h4>'
+                "<p>Fran writes about the outdoors, badly.</p></div>"
+            ),
+            "Fran Whitely",
+        ),
+    ],
+)
+def test_the_author_is_found_where_the_page_puts_it(tmp_path: Path, html: str, author: str) -> None:
+    article = load_article(page(tmp_path, html))
+    assert article.author == author
+    assert article.summary == LEDE
+
+
+def test_a_signature_under_the_story_gives_the_author(tmp_path: Path) -> None:
+    html = shaped().replace(f"{REST}</article>", f"{REST}<p>— Anna Corbett</p></article>")
+    assert load_article(page(tmp_path, html)).author == "Anna Corbett"
+
+
+def test_a_title_that_puts_the_site_first_gives_the_headline(tmp_path: Path) -> None:
+    html = (
+        "<html><head><title>Harbour Watch :: Lifeboat crew rescue three from a sandbank</title>"
+        '</head><body><div id="logo"><h1>Harbour Watch</h1></div><div id="main">'
+        "<h2>Lifeboat crew rescue three from a sandbank</h2>"
+        "<p><em>Posted by Dave Marsh on 1st March 2026</em></p>"
+        f"<p>{LEDE}</p>{REST}</div></body></html>"
+    )
+    article = load_article(page(tmp_path, html))
+    assert article.title == "Lifeboat crew rescue three from a sandbank"
+    assert article.author == "Dave Marsh"
+    assert article.summary == LEDE
+
+
+@pytest.mark.parametrize(
+    ("lang", "dateline", "date"),
+    [
+        ("en-GB", "Published 02/03/2026", dt.date(2026, 3, 2)),
+        ("en-US", "Published 02/03/2026", dt.date(2026, 2, 3)),
+        ("es", "Sevilla, 3 de marzo de 2026", dt.date(2026, 3, 3)),
+    ],
+)
+def test_the_date_is_read_from_the_pages_own_dateline(
+    tmp_path: Path, lang: str, dateline: str, date: dt.date
+) -> None:
+    html = shaped(top=f'<p class="date">{dateline}</p>', lang=lang)
+    article = load_article(page(tmp_path, html))
+    assert article.date == date and not article.date_from_mtime
+
+
+def test_a_page_laid_out_in_a_table_gives_its_first_paragraph(tmp_path: Path) -> None:
+    html = (
+        "<html><head><title>Church bells ring again after 60 years</title></head><body>"
+        '<table width="760"><tr><td><a href="/">Home</a> | <a href="/news.htm">News</a></td></tr>'
+        '<tr><td><font size="5"><b>Church bells ring again after 60 years</b></font><br>'
+        "Posted by Rev. Alan Birch on 1 March 2026<br><br>"
+        f"{LEDE}<br><br>The six bells were taken down in 2023 and sent to a foundry, where two "
+        "were recast and the rest retuned.<br><br></td></tr></table></body></html>"
+    )
+    article = load_article(page(tmp_path, html))
+    assert article.title == "Church bells ring again after 60 years"
+    assert article.summary == LEDE
+
+
+def test_the_page_clues_are_read_within_bounds(tmp_path: Path) -> None:
+    deep = "<div class='related'>" * 3000 + "By Jo Perry" + "</div>" * 3000
+    many = "<p>By Someone Else, and then a long line of words that is no byline.</p>" * 20_000
+    html = shaped(foot=deep + many)
+    article = load_article(page(tmp_path, html))
+    assert article.title == "Bus fares capped at £2 across the region"
+    assert article.author is None
+
+
+def test_a_section_left_after_the_headline_in_the_title_is_dropped(tmp_path: Path) -> None:
+    html = (
+        "<html><head><title>Bridge closure to last six months | News | Valley Herald</title>"
+        '</head><body><div class="headline">Bridge closure to last six months</div>'
+        f"<div>{LEDE}</div><div>A diversion of almost twelve miles will be in place.</div>"
+        "</body></html>"
+    )
+    assert load_article(page(tmp_path, html)).title == "Bridge closure to last six months"
+
+
+def test_a_standfirst_the_page_marks_as_such_is_not_the_summary(tmp_path: Path) -> None:
+    html = shaped(top='<p class="gem-c-lead-paragraph">Councils will share £150 million.</p>')
+    assert load_article(page(tmp_path, html)).summary == LEDE
+    alone = shaped(top='<p class="standfirst">Councils will share £150 million.</p>')
+    alone = alone.replace(f"<p>{LEDE}</p>{REST}", "")
+    assert load_article(page(tmp_path, alone, "alone.html")).summary.startswith("Councils")

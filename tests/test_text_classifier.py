@@ -626,3 +626,220 @@ def test_importing_the_cli_does_not_import_the_date_parser_or_jusText() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[0] == "False"  # dateparser: only once a page's date is read
+
+
+# --- failure classes found on pages nobody tuned for ---------------------------------------------
+
+STORY_LINES = (
+    "More than sixty volunteers spent Saturday morning pulling shopping trolleys, tyres and "
+    "bags of litter out of the canal between Lock 12 and the old wharf.\n\n"
+    "The group, organised by the Friends of the Wharf, filled a skip and a half by lunchtime, "
+    "and among the finds were a moped, a garden bench and an empty safe.\n"
+)
+HEADLINE = "Volunteers clear two tonnes of rubbish from the canal towpath"
+
+
+@pytest.mark.parametrize(
+    "caption",
+    [
+        "Volunteers at work near Lock 14 on Saturday. Picture: Jo Bloggs",
+        "Volunteers at work near Lock 14 on Saturday. Photograph: Jo Bloggs/The Herald",
+        "Volunteers at work near Lock 14 on Saturday (Photo by Jo Bloggs)",
+        "Les bénévoles au travail samedi. (Crédit photo : Jean Dupuis)",
+        "Freiwillige bei der Arbeit am Samstag. Foto: Stadtverwaltung",
+    ],
+)
+def test_a_caption_ending_in_its_credit_is_not_the_title(caption: str) -> None:
+    values, parts = read(
+        f"Menu\n\n{HEADLINE}\n\nBy Ann Lee and Raj Patel\n\n{caption}\n\n" + STORY_LINES
+    )
+    assert values["title"] == HEADLINE
+    assert values["author"] == "Ann Lee and Raj Patel"
+    assert parts.first_para.startswith("More than sixty volunteers")
+
+
+@pytest.mark.parametrize(
+    "listing",
+    [
+        "Key points:\nBills will rise by £123 a year\nThey will rise again next year\n"
+        "Help is available for people on low incomes",
+        "On this page\nBackground\nWhat is proposed\nHow to have your say",
+        "Contents\n1. Background\n2. What is proposed\n3. How to have your say",
+        "Key events\n09:58 No trains north of Preston until midday\n09:12 Power cut in Cumbria",
+    ],
+)
+def test_a_labelled_list_before_the_story_is_neither_title_nor_summary(listing: str) -> None:
+    story = (
+        "Background\n\nPeople living in the streets around the hospital will be asked their "
+        "views on a new residents' parking zone, after years of complaints about all-day parking."
+        "\n\nWhat is proposed\n\nThe zone would cover fourteen streets and operate from 8am to 6pm,"
+        " Monday to Saturday, with up to two permits for each household.\n\n"
+        "How to have your say\n\nThe consultation runs until the end of March, online or by post."
+    )
+    page = f"Skip to main content\n\n{HEADLINE}\n\nLast updated: 12 February 2026\n\n{listing}\n\n"
+    values, parts = read(page + story)
+    assert values["title"] == HEADLINE
+    assert values["date"] == "2026-02-12"
+    assert parts.first_para.startswith("People living in the streets")
+
+
+def test_a_live_pages_timed_entries_are_not_the_title() -> None:
+    page = (
+        "LIVE\n\nStorm Imogen live: trains cancelled as winds reach 90mph\n\n"
+        "Updated 4 minutes ago\n\n"
+        "09:58 Network Rail: no trains north of Preston until midday\n"
+        "09:12 Power cut to 40,000 homes in Cumbria\n\n" + STORY_LINES
+    )
+    values, _ = read(page)
+    assert values["title"] == "Storm Imogen live: trains cancelled as winds reach 90mph"
+
+
+def test_an_affiliate_disclosure_is_not_the_summary() -> None:
+    page = (
+        "Jump to Recipe\nPrint Recipe\n\nForced rhubarb and ginger crumble\n\n"
+        "Posted on 14 February 2026 by Hazel Reed\n\n"
+        "This post may contain affiliate links. See my disclosure policy.\n\n" + STORY_LINES
+    )
+    values, parts = read(page)
+    assert values["title"] == "Forced rhubarb and ginger crumble"
+    assert values["author"] == "Hazel Reed"
+    assert values["date"] == "2026-02-14"
+    assert parts.first_para.startswith("More than sixty volunteers")
+
+
+@pytest.mark.parametrize(
+    ("byline", "author"),
+    [
+        ("Words: Tom Baker | Photos: Jess Lin", "Tom Baker"),
+        ("Interview by Sara Quinn", "Sara Quinn"),
+        ("Posted on March 2, 2026 by Gwen Pritchard — Leave a comment", "Gwen Pritchard"),
+        ("Karen Hughes | 2 March 2026 | 3 min read", "Karen Hughes"),
+        ("Von Anna Weber und Jonas Klein", "Anna Weber und Jonas Klein"),
+        ("Por María López y Juan Pérez", "María López y Juan Pérez"),
+        ("By Dominic Ellis & Priya Shah", "Dominic Ellis & Priya Shah"),
+    ],
+)
+def test_bylines_of_many_shapes_give_the_author(byline: str, author: str) -> None:
+    values, _ = read(f"Menu\n\n{HEADLINE}\n\n{byline}\n\n" + STORY_LINES)
+    assert values["title"] == HEADLINE
+    assert values["author"] == author
+
+
+def test_the_writers_job_beside_the_byline_is_not_the_title() -> None:
+    page = (
+        "Skip to content\n\nPhoto: The new footbridge at dusk (Council handout)\n\n"
+        f"{HEADLINE}\n\nUpdated 3 March 2026 12:04 GMT\nSophie Grant\nLocal democracy reporter\n\n"
+    )
+    values, _ = read(page + STORY_LINES)
+    assert values["title"] == HEADLINE
+    assert values["author"] == "Sophie Grant"
+
+
+def test_a_standfirst_under_a_headline_below_a_menu_in_columns_is_not_the_title() -> None:
+    page = (
+        "The Riverside Herald\nNews  Sport  What's On  Property\n\n"
+        "Salmon return to the Tamar weir for the first time in a generation\n\n"
+        "A new fish pass has opened a hundred miles of river to migrating salmon\n\n"
+        "Text: Emma Stone\n14/03/2026\n\n" + STORY_LINES
+    )
+    values, _ = read(page)
+    assert values["title"] == "Salmon return to the Tamar weir for the first time in a generation"
+    assert values["author"] == "Emma Stone"
+    assert values["date"] == "2026-03-14"
+
+
+def test_a_headline_written_as_sentences_and_a_note_on_the_writer() -> None:
+    page = (
+        "Opinion\n\nOur high streets don't need saving. They need changing.\n\n"
+        "Empty shops are not a tragedy if we let them become something else\n\n"
+        + STORY_LINES
+        + "\nPriya Raman is a writer and urban planner based in Bristol.\n\nShare\n"
+    )
+    values, _ = read(page)
+    assert values["title"] == "Our high streets don't need saving. They need changing."
+    assert values["author"] == "Priya Raman"
+
+
+def test_a_letters_signature_gives_the_author() -> None:
+    page = (
+        "Opinion | Letters\n\nLetters: The library is the last warm place in town\n\n"
+        "Friday 6 March 2026\n\n" + STORY_LINES + "\nMargaret Ellison\nEastfield\n"
+    )
+    values, _ = read(page)
+    assert values["title"] == "Letters: The library is the last warm place in town"
+    assert values["author"] == "Margaret Ellison"
+
+
+DUTCH = (
+    "De gemeente gaat dit voorjaar honderd nieuwe bomen planten in het centrum van de stad. Dat "
+    "heeft de wethouder dinsdag bekendgemaakt, na klachten van bewoners over de hitte.\n\n"
+    "De bomen komen vooral op pleinen en in straten waar nu nauwelijks groen is, en de kosten "
+    "bedragen ruim een half miljoen euro.\n"
+)
+ITALIAN = (
+    "Il Comune ha inaugurato lunedì tre nuove piste ciclabili che collegano i quartieri a nord "
+    "del centro con la stazione, per un totale di oltre sei chilometri di percorsi protetti.\n\n"
+    "I lavori sono durati otto mesi e sono costati 2,4 milioni di euro, finanziati in gran parte "
+    "con fondi europei.\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("headline", "byline", "dateline", "story", "date"),
+    [
+        (
+            "Gemeente plant honderd nieuwe bomen",
+            "Door Sanne de Vries",
+            "2 maart 2026, 09:12",
+            DUTCH,
+            "2026-03-02",
+        ),
+        (
+            "Il Comune apre tre nuove piste ciclabili",
+            "di Marco Rossi",
+            "4 marzo 2026",
+            ITALIAN,
+            "2026-03-04",
+        ),
+    ],
+)
+def test_a_dateline_in_other_languages_is_a_date_not_the_title(
+    headline: str, byline: str, dateline: str, story: str, date: str
+) -> None:
+    values, _ = read(f"Nieuws | Regio | Sport\n\n{headline}\n\n{byline}\n\n{dateline}\n\n{story}")
+    assert values["title"] == headline
+    assert values["author"] == byline.split(" ", 1)[1]
+    assert values["date"] == date
+
+
+NEUTRAL_STORY = (
+    "The town's library will open on Sunday afternoons from next month, after a survey found "
+    "that most visitors would rather come at the weekend than on a weekday evening.\n\n"
+    "The change will cost nothing extra, because staff hours will move from Monday mornings, "
+    "when the library is at its quietest.\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("extra", "date"),
+    [
+        ("", "2026-02-03"),  # nothing tells: month first, as English mostly is
+        ("The scheme cost £40,000, paid for by the parish council.", "2026-03-02"),
+        ("The next meeting is on 14/03/2026.", "2026-03-02"),
+        ("The scheme cost $40,000 and the center reopens next week.", "2026-02-03"),
+    ],
+)
+def test_a_numeric_date_is_read_as_the_text_writes_dates(extra: str, date: str) -> None:
+    page = f"{HEADLINE}\n\nBy Ann Lee\n\n02/03/2026\n\n{NEUTRAL_STORY}\n{extra}\n"
+    values, _ = read(page)
+    assert values["date"] == date
+
+
+def test_a_site_name_in_small_letters_above_the_headline_is_not_the_title() -> None:
+    page = (
+        "notes from a small garden\n\nWhy I gave up on raised beds\n\n"
+        "March 3, 2026 · Ben Ashworth\n\n" + NEUTRAL_STORY
+    )
+    values, _ = read(page)
+    assert values["title"] == "Why I gave up on raised beds"
+    assert values["author"] == "Ben Ashworth"

@@ -4,7 +4,7 @@ and stopword density, or page furniture by its shape; then near-good and short i
 the class of their neighbours. The story is the main run of good items, and the title the
 headline-shaped line closest above it.
 
-The stopword lists are jusText's; the language is the one whose list covers most of the text.
+The stopword lists are jusText's (``articles.stopwords``).
 """
 
 from __future__ import annotations
@@ -14,20 +14,11 @@ import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cache
 
 from mailer.articles.fields import MAX_TITLE_CHARS
-from mailer.articles.furniture import (
-    CLOSERS,
-    END,
-    INLINE,
-    LETTER_RE,
-    furniture_kind,
-    is_marker,
-    is_sentence,
-    leading_name,
-    words_of,
-)
+from mailer.articles.furniture import END, INLINE, furniture_kind, is_marker
+from mailer.articles.names import is_role, leading_name
+from mailer.articles.words import CLOSERS, LETTER_RE, is_sentence, language_of, stoplist, words_of
 
 # The classifier's settings: jusText's, by characters, with a lower bar for a "good" item
 # (plain-text paragraphs are shorter than HTML ones).
@@ -36,43 +27,17 @@ LENGTH_HIGH = 140  # longer items with many stopwords are "good" on their own
 STOPWORDS_LOW = 0.30
 STOPWORDS_HIGH = 0.32
 WRAP_WIDTH_MAX = 120  # lines of a hard-wrapped paragraph are at most this long
-LANGUAGE_SAMPLE_WORDS = 3000  # the language is told from the first words only
 PATTERN_CHARS = 600  # furniture is looked for in the first characters of an item only
 FURNITURE_MAX_WORDS = 120  # a longer item is never furniture
 NEAR_ROW = 3  # this many near-good items in a row are good
+SENTENCE_TITLE = 14  # a headline written as a sentence has at most this many words
+LABELLED_ITEMS = 20  # the most lines a list's label ("Key points") heads
 PULL_QUOTE_SCAN_CHARS = 200_000  # a longer story is not searched for repeated quotes
 PULL_QUOTE_CHECKS = 50  # short items looked for inside the others, at most
 
-# Languages tried, best first on a tie; each with its code for the date parser.
-LANGUAGES: dict[str, str] = {
-    "English": "en",
-    "French": "fr",
-    "German": "de",
-    "Spanish": "es",
-    "Italian": "it",
-    "Portuguese": "pt",
-    "Dutch": "nl",
-    "Catalan": "ca",
-    "Danish": "da",
-    "Swedish": "sv",
-    "Norwegian_Bokmal": "nb",
-    "Finnish": "fi",
-    "Polish": "pl",
-    "Czech": "cs",
-    "Slovak": "sk",
-    "Hungarian": "hu",
-    "Romanian": "ro",
-    "Croatian": "hr",
-    "Turkish": "tr",
-    "Greek": "el",
-    "Russian": "ru",
-    "Ukrainian": "uk",
-    "Indonesian": "id",
-    "Welsh": "cy",
-    "Irish": "ga",
-}
-
+LOWER_START_RE = re.compile(r"[^\w]*[^\W\d_]")
 _CELL_RE = re.compile(r"\s{3,}|\t+")
+_CELL2_RE = re.compile(r"\s{2,}|\t+")
 
 
 @dataclass(eq=False)
@@ -100,11 +65,12 @@ def classify(
     """The items of the text from line ``start`` on, each classed, and the text's language.
     ``hints`` are patterns of furniture for short items; what ``users`` match always is."""
     items = _items_of(lines, start)
-    language = _language_of(items)
-    stopwords = _stoplist(language)
+    language = language_of(item.text for item in items)
+    stopwords = stoplist(language)
     for item in items:
         _describe(item, stopwords, hints, users)
     _names_beside_dates(items)
+    _labelled_lists(items)
     _resolve(items)
     return items, language
 
@@ -131,7 +97,10 @@ def _items_of(lines: Sequence[str], start: int) -> list[Item]:
 def _item(lines: list[str], line: int) -> Item:
     item = Item(" ".join(" ".join(lines).split()), line, len(lines))
     if len(lines) == 1 and len(lines[0]) <= 300:
-        item.cells = len(_CELL_RE.split(lines[0]))
+        cells = _CELL2_RE.split(lines[0].strip())
+        if any(is_sentence(cell) for cell in cells[:-1]):  # "It rained.  We left."
+            cells = _CELL_RE.split(lines[0].strip())
+        item.cells = len(cells)
     return item
 
 
@@ -160,6 +129,8 @@ def _split_run(run: list[str], first_line: int) -> list[Item]:
         return []
     width = max(len(line) for line in run)
     full = [_is_full(line, following, width) for line, following in itertools.pairwise(run)]
+    if len(run) >= 3 and all(_starts_item(a, b) for a, b in itertools.pairwise(run)):
+        full = [False] * len(full)  # "Key points" lines, a list of links: one item each
     if len(run) >= 3 and width <= WRAP_WIDTH_MAX and all(full):
         return [_item(run, first_line)]
     # Most lines full: a paragraph wrapped by hand, raggedly.
@@ -180,6 +151,13 @@ def _split_run(run: list[str], first_line: int) -> list[Item]:
     return items
 
 
+def _starts_item(line: str, following: str) -> bool:
+    """Whether ``following`` opens an item of a list: a capital or a digit after a line that
+    ends without a sentence's or a clause's mark."""
+    first = following.lstrip("-•*–· ")[:1]
+    return (first.isupper() or first.isdigit()) and line.rstrip(CLOSERS)[-1:] not in ",;-–—"
+
+
 def _is_full(line: str, following: str, width: int) -> bool:
     return len(line) >= 40 and len(line) + 1 + len(following.split()[0]) > width
 
@@ -197,41 +175,6 @@ def _continues(line: str, following: str, full: bool, wrapped: bool) -> bool:
     if first.islower() or first in ",;)–—":
         return True
     return full and bare[-1:] in (",", ";", "-", "–", "—")
-
-
-def _language_of(items: Sequence[Item]) -> str:
-    """The language whose stoplist covers most of the text's first words."""
-    sample: list[str] = []
-    for item in items:
-        sample.extend(w.lower() for w in words_of(item.text[: LANGUAGE_SAMPLE_WORDS * 20]))
-        if len(sample) >= LANGUAGE_SAMPLE_WORDS:
-            break
-    if not sample:
-        return "English"
-    index = _stopword_index()
-    counts = [0] * len(LANGUAGES)
-    for word in sample[:LANGUAGE_SAMPLE_WORDS]:
-        for n in index.get(word, ()):
-            counts[n] += 1
-    best = max(range(len(counts)), key=lambda n: (counts[n], -n))
-    return list(LANGUAGES)[best]
-
-
-@cache
-def _stoplist(language: str) -> frozenset[str]:
-    import justext  # slow to import (lxml): only once a text article is read
-
-    return frozenset(word.lower() for word in justext.get_stoplist(language))
-
-
-@cache
-def _stopword_index() -> dict[str, tuple[int, ...]]:
-    """Each stopword, and the languages (by their place in LANGUAGES) that list it."""
-    index: dict[str, list[int]] = {}
-    for n, language in enumerate(LANGUAGES):
-        for word in _stoplist(language):
-            index.setdefault(word, []).append(n)
-    return {word: tuple(ns) for word, ns in index.items()}
 
 
 def _describe(
@@ -273,12 +216,17 @@ def _headline_rank(text: str, words: int) -> int:
     if len(text) > MAX_TITLE_CHARS or words < 2 or words > 30:
         return 0
     bare = text.rstrip(CLOSERS)
+    if sum(w.isdigit() for w in words_of(text)) * 2 >= words:
+        return 0  # "2 maart 2026, 09:12", "Issue 41 · 9"
     if bare.endswith(".") and not bare.endswith("...") and words <= 20 and _title_case(text):
         return 1  # "Nurses Are Leaving. One Hospital Is Trying to Make Them Stay."
+    if bare.endswith(".") and not bare.endswith("...") and 3 <= words <= SENTENCE_TITLE:
+        return 3  # "Our high streets don't need saving. They need changing."
     if bare.endswith((".", ":", ";", ",", "|", "-", "–", "—")) and not bare.endswith("..."):
         return 0
-    if not 3 <= words <= 20:
-        return 2
+    start = LOWER_START_RE.match(text)
+    if not 3 <= words <= 20 or (start and start.group()[-1].islower()):
+        return 2  # "notes from a small garden": a site's name, styled
     # A few capitalised words are a name: the site's, a section's, a person's, a place's.
     return 2 if words <= 4 and _title_case(text, least=2) else 1
 
@@ -288,6 +236,22 @@ def _title_case(text: str, least: int = 3) -> bool:
     long_words = [w for w in words_of(text) if len(w) > 3 or w.isupper()]
     capitals = sum(w[:1].isupper() for w in long_words)
     return len(long_words) >= least and capitals >= 0.8 * len(long_words)
+
+
+def _labelled_lists(items: list[Item]) -> None:
+    """The lines under a list's label ("Key points:", "On this page", "Key events") up to the
+    next blank line (or, for a label standing alone, those of the next block) are its list."""
+    for n, label in enumerate(items):
+        if label.kind != "label":
+            continue
+        end = label.line + label.lines
+        for item in items[n + 1 : n + 1 + LABELLED_ITEMS]:
+            if item.kind == "label" or item.lines > 1 or item.words > 30:
+                break
+            if item.line != end and not (end == label.line + label.lines and item.line > end):
+                break  # a blank line after the list
+            item.kind, item.base, item.headline = "list", "bad", 0
+            end = item.line + 1
 
 
 def _names_beside_dates(items: list[Item]) -> None:
@@ -301,6 +265,11 @@ def _names_beside_dates(items: list[Item]) -> None:
         name = leading_name(item.text, whole=True)
         if name is not None and len(name.split()) >= 2:
             item.kind, item.base, item.headline = "byline", "bad", 0
+    # The writer's job on the line beside the byline ("Local democracy reporter").
+    for i, item in enumerate(items):
+        neighbours = items[max(i - 1, 0) : i] + items[i + 1 : i + 2]
+        if item.kind is None and is_role(item.text) and any(n.kind == "byline" for n in neighbours):
+            item.kind, item.base, item.headline = "role", "bad", 0
 
 
 def _resolve(items: list[Item]) -> None:
@@ -449,10 +418,13 @@ def title_of(items: list[Item], first: Item | None) -> Item | None:
     other follows close after it)."""
     if first is not None:
         above = items[: items.index(first)]
-        for rank in (1, 2):
+        # A contents list repeats the story's section headings: none is the title.
+        sections = {_key(i) for i in items[len(above) :] if i.good and is_heading(i)}
+        sections |= {_key(i) for i in above if i.kind == "list"}  # "Contents: 1. Background"
+        for rank in (1, 2, 3):
             for n in range(len(above) - 1, -1, -1):
-                if above[n].headline == rank:
-                    return _above_dek(above, n)
+                if above[n].headline == rank and _key(above[n]) not in sections:
+                    return _above_dek(above, n, sections)
     for rank in (1, 2):
         found = [i for i, item in enumerate(items) if item.headline == rank]
         for n, i in enumerate(found):
@@ -462,20 +434,31 @@ def title_of(items: list[Item], first: Item | None) -> Item | None:
     return None
 
 
-def _above_dek(items: list[Item], n: int) -> Item:
+def _key(item: Item) -> str:
+    """The words of an item, case-folded, without a leading number ("1. Background")."""
+    words = words_of(item.text)
+    while words and words[0].isdigit():
+        words.pop(0)
+    return " ".join(words).casefold()
+
+
+def _above_dek(items: list[Item], n: int, sections: set[str]) -> Item:
     """The headline, when ``items[n]`` is the standfirst printed right under it."""
     item = items[n]
     if n == 0:
         return item
     upper = items[n - 1]
+    if upper.headline == 3 and upper.words < item.words and item.headline != 3:
+        return upper  # a headline written as a sentence, and its standfirst
     # A short line above (a site's name, a section) is not the headline.
-    if upper.headline != 1 or upper.text.isupper() or upper.words < 5:
+    if upper.headline != 1 or upper.text.isupper() or upper.words < 5 or _key(upper) in sections:
         return item
     # Nor is a site's motto under its name ("Westfield Weekly" / "Independent news for...").
     masthead = items[n - 2] if n >= 2 else None
     if (
         masthead is not None
         and masthead.kind is None
+        and masthead.line + masthead.lines == upper.line  # the motto right under the name
         and masthead.words <= 5
         and (masthead.text.isupper() or _title_case(masthead.text, least=1))
     ):

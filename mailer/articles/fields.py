@@ -16,6 +16,18 @@ from mailer.headers import TEXT_CONTROLS
 
 MAX_TITLE_CHARS = 200
 MAX_TAGS = 50
+DAY_FIRST_SAMPLE = 50_000  # characters looked at to tell how a text writes its dates
+_NUMERIC_DATE_RE = re.compile(r"\b(\d{1,2})[./](\d{1,2})[./](?:\d{4}|\d{2})\b")
+_BRITISH_RE = re.compile(
+    r"£|\b(colou?rs?|favourite|centre|metres?|litres?|programme|neighbour|travelled|whilst"
+    r"|organis|realis|recognis|apologis|defence|licence|tyres?|kerb|pavement|councillor)",
+    re.IGNORECASE,
+)
+_AMERICAN_RE = re.compile(
+    r"\$\d|\b(color|favorite|center|meters?|liters?|neighbor|traveled|organiz|realiz"
+    r"|recogniz|apologiz|defense|sidewalk|tires?|curb|councilman)",
+    re.IGNORECASE,
+)
 EXCERPT_CHARS = 60  # the most of a bad value an error message quotes
 
 # The longest value of each field, in characters, once runs of white space are joined.
@@ -147,16 +159,34 @@ def parse_date_text(text: str) -> dt.date | dt.datetime | None:
     return None
 
 
-def read_date(text: str, code: str) -> str | None:
+def day_first_of(text: str) -> bool | None:
+    """Whether an English text writes ``02/03/2026`` day first: as a date of it that can only
+    be read one way does (``14/03/2026``), else as its spelling and money do (British
+    ``colour``, ``£``; American ``color``, ``$``); None when nothing tells."""
+    sample = text[:DAY_FIRST_SAMPLE]
+    for first, second in _NUMERIC_DATE_RE.findall(sample)[:20]:
+        if int(first) > 12 >= int(second):
+            return True
+        if int(second) > 12 >= int(first):
+            return False
+    british = len(_BRITISH_RE.findall(sample))
+    american = len(_AMERICAN_RE.findall(sample))
+    return None if british == american else british > american
+
+
+def read_date(text: str, code: str, *, day_first: bool | None = None) -> str | None:
     """The first date in a short line, as ISO text (with its time and offset when the line
     gives both); None when there is none. Dates relative to today ("2 hours ago") and dates
-    without a day, month and year are not read."""
+    without a day, month and year are not read. ``02/03/2026`` is read day first unless the
+    language is English (``day_first`` says otherwise: a British page's)."""
+    if day_first is None:
+        day_first = code != "en"
     languages = [code] if code == "en" else [code, "en"]
     settings: dict[str, Any] = {
         "PARSERS": ["custom-formats", "absolute-time"],
         "REQUIRE_PARTS": ["day", "month", "year"],
         "PREFER_LOCALE_DATE_ORDER": False,
-        "DATE_ORDER": "MDY" if code == "en" else "DMY",
+        "DATE_ORDER": "DMY" if day_first else "MDY",
     }
     for part in re.split(r"\s*[|•·]\s*", text):
         match = DATEISH_RE.search(part)

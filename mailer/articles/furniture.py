@@ -10,50 +10,27 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from mailer.articles.names import (
+    BYLINE_START_RE,
+    byline_name,
+    leading_name,
+    name_with_role,
+)
+from mailer.articles.words import Lazy, is_sentence, words_of, wordset
+
 # Furniture kinds. "Inline" furniture sits inside a story without ending it (an advertisement,
 # a caption, a "Read more: ..." teaser); "end" furniture closes the story (share lines,
 # related links, comments, copyright, paywall).
-INLINE = frozenset({"ad", "caption", "teaser", "newsletter", "appeal", "user", "hint"})
+INLINE = frozenset(
+    {"ad", "caption", "teaser", "newsletter", "appeal", "user", "hint", "disclosure", "clock"}
+)
 END = frozenset({"share", "related", "comments", "copyright", "paywall", "tags", "about"})
 
 _I = re.IGNORECASE
 
 
-class _Lazy:
-    """A regex compiled when first used, so that importing the CLI stays quick."""
-
-    def __init__(self, pattern: str, flags: int = 0) -> None:
-        self.pattern, self.flags = pattern, flags
-        self._compiled: re.Pattern[str] | None = None
-
-    @property
-    def compiled(self) -> re.Pattern[str]:
-        if self._compiled is None:
-            self._compiled = re.compile(self.pattern, self.flags)
-        return self._compiled
-
-    def match(self, text: str) -> re.Match[str] | None:
-        return self.compiled.match(text)
-
-    def fullmatch(self, text: str) -> re.Match[str] | None:
-        return self.compiled.fullmatch(text)
-
-    def search(self, text: str) -> re.Match[str] | None:
-        return self.compiled.search(text)
-
-    def sub(self, replacement: str, text: str, count: int = 0) -> str:
-        return self.compiled.sub(replacement, text, count=count)
-
-
-def _wordset(words: str) -> frozenset[str]:
-    return frozenset(words.split())
-
-
-_WORD_RE = re.compile(r"[^\W_]+(?:['’.\-][^\W_]+)*")
-LETTER_RE = re.compile(r"[^\W\d_]")
-CLOSERS = "\"'”’»)]*_ "
 _SEP_RE = re.compile(r"\s*[|•·»›>]\s*|\s+/\s+")
-_NAV_WORDS = _wordset(
+_NAV_WORDS = wordset(
     """home news sport sports business culture opinion politics world local weather video videos
     podcasts podcast contact about search menu login subscribe lifestyle travel tech technology
     science health entertainment arts music film books food money economy environment education
@@ -63,19 +40,19 @@ _NAV_WORDS = _wordset(
     suche anmelden inicio noticias política economía deportes cultura sociedad mundo buscar
     opinión transport transportation council services"""
 )
-_SOCIAL_WORDS = _wordset(
+_SOCIAL_WORDS = wordset(
     """facebook twitter x linkedin whatsapp reddit email e-mail mail print copy link pinterest
     telegram messenger bluesky threads instagram youtube tiktok flipboard mastodon sms imprimer
     drucken imprimir courriel correo share"""
 )
 
-_SKIP_RE = _Lazy(
+_SKIP_RE = Lazy(
     r"(skip|jump) to (the )?(main )?(content|navigation|article)|skip navigation"
     r"|aller au contenu|passer au contenu|(direkt )?zum (haupt)?inhalt|ir al contenido"
     r"|saltar al contenido",
     _I,
 )
-_MENU_RE = _Lazy(
+_MENU_RE = Lazy(
     r"(main |open |close )?menu|menú|close|search|log ?in|log ?out|sign ?in|sign ?up|register"
     r"|toggle navigation|navigation|back to top|listen( to this (article|story|page))?|home"
     r"|accueil|rechercher|recherche|se connecter|connexion|fermer|suche|anmelden|startseite"
@@ -87,7 +64,7 @@ _MENU_RE = _Lazy(
     r"|communiqu[ée] de presse|pressemitteilung|(nota|comunicado) de prensa",
     _I,
 )
-_AD_RE = _Lazy(
+_AD_RE = Lazy(
     r"advertisement|advertising|ad|sponsored( content| post)?|paid (post|content)|promoted"
     r"|partner content|anzeige|werbung|publicit[ée]|publicidad|skip (the )?advertisement"
     r"|(the )?(story|article|text) continues (below|after)( (this|the) (advertisement|ad))?"
@@ -96,7 +73,7 @@ _AD_RE = _Lazy(
     r"|(el )?art[íi]culo contin[úu]a (despu[ée]s|tras) (de )?la publicidad",
     _I,
 )
-_READTIME_RE = _Lazy(
+_READTIME_RE = Lazy(
     r"\b\d{1,3}\s*-?\s*(min(ute)?s?|minuten|minutos|mn)\.?\s*"
     r"(read|de lecture|lesezeit|lesedauer|lesen|de lectura|lectura)\b"
     r"|\b(reading time|read time|temps de lecture|dur[ée]e de lecture|lesezeit|lesedauer"
@@ -105,15 +82,15 @@ _READTIME_RE = _Lazy(
     r"|\blecture\s*:?\s*\d{1,3}\s*min",
     _I,
 )
-_COOKIE_WORD_RE = _Lazy(r"\bcookies?\b", _I)
-_CONSENT_RE = _Lazy(
+_COOKIE_WORD_RE = Lazy(r"\bcookies?\b", _I)
+_CONSENT_RE = Lazy(
     r"\b(accept|consent|agree|privacy|preferences|settings|reject|manage|we use|uses|tracking"
     r"|accepter|acceptez|consentement|utilis|param[éè]tr|refuser|g[ée]rer|traceurs|confidentialit"
     r"|akzeptier|zustimm|einwillig|einstellung|ablehnen|verwende|datenschutz|nutzt|nutzen"
     r"|aceptar|aceptas|acepta|rechazar|configur|consentimiento|utiliza|privacidad|pol[íi]tica)",
     _I,
 )
-_CONSENT_BUTTON_RE = _Lazy(
+_CONSENT_BUTTON_RE = Lazy(
     r"((accept|reject|allow|refuse|deny|decline)( all| necessary| essential)?( cookies)?"
     r"|manage (cookies|preferences|settings|options)|cookie (settings|preferences|policy)"
     r"|(tout |)accepter( et fermer)?|tout refuser|continuer sans accepter|personnaliser"
@@ -121,7 +98,7 @@ _CONSENT_BUTTON_RE = _Lazy(
     r"|aceptar( todo| todas| cookies)?|rechazar( todo| todas)?|configurar)",
     _I,
 )
-_SHARE_RE = _Lazy(
+_SHARE_RE = Lazy(
     r"(share|share (this|on|via|the|article|story|page|post|it)\b.*"
     r"|partager( (cet|l')article| sur .*| cette page)?|teilen( sie)?( diesen artikel| auf .*)?"
     r"|artikel teilen|compartir( en .*| este art[íi]culo| esta noticia)?"
@@ -133,7 +110,7 @@ _SHARE_RE = _Lazy(
     r"\s*:?",
     _I,
 )
-_NEWSLETTER_RE = _Lazy(
+_NEWSLETTER_RE = Lazy(
     r"\bnewsletters?\b.{0,80}\b(sign|subscri|inscri|abonn|anmeld|suscri|get|receive|recevez"
     r"|erhalten|recibe|deliver|inbox)"
     r"|\b(sign up|subscribe|register|inscrivez-vous|abonnez-vous|melden sie sich|abonnieren sie"
@@ -145,7 +122,7 @@ _NEWSLETTER_RE = _Lazy(
     r"|\bthanks for reading\b.{0,80}\bsubscri",
     _I,
 )
-_RELATED_RE = _Lazy(
+_RELATED_RE = Lazy(
     r"(related( stories| articles| links| content| topics| coverage| reading| news)?"
     r"|more (stories|news|from .{1,40}|on this( story| topic)?|like this|in .{1,30})"
     r"|most (read|popular|viewed|shared)|top stories|recommended( for you| reading)?"
@@ -158,13 +135,13 @@ _RELATED_RE = _Lazy(
     r"\s*:?",
     _I,
 )
-_TEASER_RE = _Lazy(
+_TEASER_RE = Lazy(
     r"(read more|read next|read also|also read|see also|related|more|lire aussi|[àa] lire aussi"
     r"|lire la suite|voir aussi|lesen sie auch|mehr zum thema|weiterlesen|auch interessant"
     r"|lea tambi[ée]n|lee tambi[ée]n|leer m[áa]s|ver tambi[ée]n|te puede interesar)\s*[:>»›|–—-]",
     _I,
 )
-_PAYWALL_RE = _Lazy(
+_PAYWALL_RE = Lazy(
     r"(subscribe|sign up|register|log ?in|sign in) (now )?to (continue|read|keep reading|unlock"
     r"|access)|(this|the) (article|story|content|piece) is (only )?(for|available (only )?to"
     r"|reserved for|exclusive to) (our )?(paying )?(subscribers|members)|already a (subscriber"
@@ -179,93 +156,96 @@ _PAYWALL_RE = _Lazy(
     r"|suscr[íi]bete para (seguir|leer|continuar)|s[óo]lo para suscriptores",
     _I,
 )
-_COPYRIGHT_RE = _Lazy(
+_COPYRIGHT_RE = Lazy(
     r"©|\(c\)\s*\d{4}|\bcopyright\b|all rights reserved|tous droits r[ée]serv[ée]s"
     r"|alle rechte vorbehalten|todos los derechos reservados",
     _I,
 )
-_COMMENTS_RE = _Lazy(
+_COMMENTS_RE = Lazy(
     r"((\d+\s+)?(comments?|responses?|replies)|(leave|post|add|write) a (comment|reply|response)"
     r"|join the (conversation|discussion)|(show|view|read) (\d+ )?comments|commentaires?|r[ée]agir"
     r"|laisser un commentaire|kommentare?|kommentieren|comentarios?|deja (un|tu) comentario)"
     r"\s*(\(\d+\))?\s*:?",
     _I,
 )
-_TAGS_RE = _Lazy(
+_TAGS_RE = Lazy(
     r"(tags?|topics?|filed under|posted in|categories|category|mots[- ]cl[ée]s|th[èe]mes?"
     r"|schlagw[öo]rter|themen|etiquetas|temas)\s*:",
     _I,
 )
-_ABOUT_RE = _Lazy(
+_ABOUT_RE = Lazy(
     r"(about (us|the author|the authors|the publisher|this (site|newsletter|blog))"
     r"|[àa] propos( de l'auteur| de nous)?|qui sommes-nous|[üu]ber (uns|den autor|die autorin)"
     r"|sobre (nosotros|el autor|la autora)|qui[ée]nes somos)\b",
     _I,
 )
-_APPEAL_RE = _Lazy(
+# The label of a list that stands before a story: key points, a table of contents.
+_LABEL_RE = Lazy(
+    r"(key (points|events|facts|takeaways)|highlights|at a glance|in (brief|short|this article)"
+    r"|what you need to know|(table of )?contents|on this page|jump to|quick links"
+    r"|l'essentiel|en bref|sommaire|dans cet article|das wichtigste( in k[üu]rze)?|auf einen"
+    r" blick|inhalt(sverzeichnis)?|in diesem artikel|puntos clave|claves|en resumen|[íi]ndice"
+    r"|en este art[íi]culo)\s*:?",
+    _I,
+)
+_DISCLOSURE_RE = Lazy(
+    r"(this (post|article|page|story) (may )?contains? affiliate links|affiliate (links?"
+    r"|disclosure)|we may earn (a )?(small )?commission|as an amazon associate"
+    r"|(see|read) (my|our) (full )?disclosure)",
+    _I,
+)
+# "09:12 Power cut to 40,000 homes", "10.15am: Trains cancelled": a live page's entry time.
+_CLOCK_RE = Lazy(r"\d{1,2}[:.]\d{2}\s*([ap]\.?m\.?)?(\s*(gmt|bst|cet|cest|utc|et))?\b\W", _I)
+_APPEAL_RE = Lazy(
     r"(support (our|independent|local|quality) (journalism|reporting|newsroom)|donate( now)?\b"
     r"|make a (donation|contribution)|soutenez|unterst[üu]tzen sie|apoya (a|nuestro))",
     _I,
 )
-CREDIT_RE = _Lazy(
+CREDIT_RE = Lazy(
     r"\(?((additional )?reporting|writing|editing|edited|compiled|reporting and writing"
     r"|r[ée]daction|mitarbeit|con informaci[óo]n de|with reporting)( by)?\s*[:\s]"
     r"|a version of this (article|story) (appears|appeared) in print",
     _I,
 )
-_CAPTION_START_RE = _Lazy(
+_CAPTION_START_RE = Lazy(
     r"[\[(]?\s*(photo(graph)?s?|image|picture|pictured|caption|illustration|graphic|credit"
     r"|fotos?|bild(er)?|imagen|cr[ée]dits?( photo)?|l[ée]gende|video|vid[ée]o)"
     r"( caption| source| credit)?\s*(:|,|by\b|credit\b|courtesy\b|©|\|)",
     _I,
 )
-_CAPTION_END_RE = _Lazy(
+_CAPTION_END_RE = Lazy(
     r"(\b(getty images|ap photo|reuters|afp|shutterstock|istock|alamy|pa media|pa wire|dpa"
-    r"|efe|epa|bloomberg|picture alliance)\b|\b(photo(graph)?|foto|bild|image|imagen"
-    r"|cr[ée]dit)\s*:\s*[^.]{1,80})[\s)\].]*$",
+    r"|efe|epa|bloomberg|picture alliance)\b|\b(photo(graph(ie|y)?)?s?|pictures?|pics?"
+    r"|fotos?|fotograf[íi]as?|bild(er)?|images?|imagen|cr[ée]dits?( photo)?|photo credit"
+    r"|cr[ée]dito)\s*:\s*[^.]{1,80}|[.!?|(]\s*(photo(graph)?|picture|pic|image)s?\s+(by"
+    r"|courtesy( of)?)\s+[^.]{1,80})[\s)\].]*$",
     _I,
 )
-_BYLINE_START_RE = _Lazy(
-    r"(?:(?:written|posted|words|story|text|reported|published|photos?( and words)?)\s+by"
-    r"|by|par|[ée]crit par|publi[ée] par|von|por|escrito por|publicado por|door|di"
-    r"|autor(?:in)?|author|auteur|texte|text|redacci[óo]n)\s*:?\s+",
-    _I,
-)
-_ROLE_RE = _Lazy(
-    r"\b(reporter|correspondent|editor|journalist|writer|columnist|contributor|staff|critic"
-    r"|r[ée]dact|journaliste|correspondant|envoy[ée]|korrespondent|redakteur|redaktion"
-    r"|autorin|periodista|corresponsal|redactor|redactora)",
-    _I,
-)
-_NAME_PARTICLES = _wordset("de van von der den da di du le la del dos das y and & et und e")
-_NOT_NAMES = _wordset(
-    """monday tuesday wednesday thursday friday saturday sunday january february march april may
-    june july august september october november december today yesterday the this that these
-    lundi mardi mercredi jeudi vendredi samedi dimanche montag dienstag mittwoch donnerstag
-    freitag samstag sonntag lunes martes miércoles jueves viernes sábado domingo"""
-)
+_BY_RE = Lazy(r"\b(by|par|von|por|door|di|af|av)\s+", _I)
 _MONTHS = (
     r"jan(uary|vier|uar|\.)?|feb(ruary|ruar|\.)?|f[ée]v(rier|\.)?|mar(ch|s|\.)?|m[äa]rz"
     r"|apr(il|\.)?|avr(il|\.)?|may|mai|jun(e|i|\.)?|juin|jul(y|i|\.)?|juil(let|\.)?"
     r"|aug(ust|\.)?|ao[ûu]t|sep(t(ember|embre|\.)?|\.)?|oct(ober|obre|\.)?|okt(ober|\.)?"
     r"|nov(ember|embre|\.)?|dec(ember|\.)?|d[ée]c(embre|\.)?|dez(ember|\.)?"
     r"|enero|febrero|marzo|abril|mayo|junio|julio|agosto|septiembre|setiembre|octubre"
-    r"|noviembre|diciembre"
+    r"|noviembre|diciembre|maart|mei|augustus|gennaio|febbraio|aprile|maggio|giugno|luglio"
+    r"|settembre|ottobre|dicembre|janeiro|fevereiro|mar[çc]o|maio|junho|julho|setembro"
+    r"|outubro|novembro|dezembro"
 )
-DATEISH_RE = _Lazy(
+DATEISH_RE = Lazy(
     r"\b\d{4}-\d{1,2}-\d{1,2}\b|\b\d{1,2}[./]\d{1,2}[./]\d{2,4}\b"
     rf"|\b\d{{1,2}}(st|nd|rd|th|er|º|\.)?\s+(de\s+)?({_MONTHS})\b"
     rf"|\b({_MONTHS})\s+\d{{1,2}}(st|nd|rd|th)?,?\s+\d{{4}}\b",
     _I,
 )
-_STAMP_RE = _Lazy(
+_STAMP_RE = Lazy(
     r"(last )?(published|updated|posted|modified|publi[ée]e?|mis [àa] jour|ver[öo]ffentlicht"
     r"|aktualisiert|stand|publicado|actualizado)( on| le| am| el)?\s*:?\s*\d{1,2}[:.h]\d{2}\b",
     _I,
 )
 # "5 hours ago", "il y a 3 heures", "vor 2 Stunden", "hace 3 horas", "Yesterday at 10:15":
 # a time the page was seen, never a date to read.
-_RELATIVE_RE = _Lazy(
+_RELATIVE_RE = Lazy(
     r"\b(\d+|an?|one|two|three|few)\s+(seconds?|minutes?|mins?|hours?|hrs?|days?|weeks?"
     r"|months?|years?)\s+ago\b|\bil y a\s+\d+\s*(min|minutes?|h|heures?|jours?|semaines?|mois"
     r"|ans?)\b|\bvor\s+\d+\s+(minuten|stunden|tagen|wochen|monaten|jahren)\b"
@@ -274,23 +254,13 @@ _RELATIVE_RE = _Lazy(
     r"|gestern|hoy|ayer)\b",
     _I,
 )
-_MINUTE_WORDS = _wordset("min mins minute minutes minuten minutos minuti mn")
-_READ_WORDS = _wordset(
-    "read reading lecture lesezeit lesedauer lesen lectura leer lettura leestijd"
-)
-_DATE_WORDS = _wordset(
+_MINUTE_WORDS = wordset("min mins minute minutes minuten minutos minuti mn")
+_READ_WORDS = wordset("read reading lecture lesezeit lesedauer lesen lectura leer lettura leestijd")
+_DATE_WORDS = wordset(
     """published updated posted last modified on at am pm a.m p.m gmt bst utc cet cest est edt
     pst pdt z the of publié publiée le mis à jour à h modifié veröffentlicht aktualisiert am um
     uhr stand zuletzt publicado actualizado el de a las y del en"""
 )
-
-
-def words_of(text: str) -> list[str]:
-    return _WORD_RE.findall(text)
-
-
-def is_sentence(text: str) -> bool:
-    return text.rstrip(CLOSERS)[-1:] in (".", "!", "?", "…")
 
 
 def furniture_kind(head: str, words: list[str], hints: Sequence[re.Pattern[str]]) -> str | None:
@@ -313,8 +283,10 @@ def furniture_kind(head: str, words: list[str], hints: Sequence[re.Pattern[str]]
             return "comments"
         if _CONSENT_BUTTON_RE.fullmatch(line.rstrip(".")):
             return "cookie"
+        if _LABEL_RE.fullmatch(line.rstrip(".")):
+            return "label"
     if n <= 25:
-        if byline_name(line) is not None or name_with_role(line) is not None:
+        if byline_name(line) or name_with_role(line) or dated_byline(line):
             return "byline"
         if _READTIME_RE.search(line) or _is_reading_time(words):
             return "readtime"
@@ -328,6 +300,8 @@ def furniture_kind(head: str, words: list[str], hints: Sequence[re.Pattern[str]]
             return "tags"
         if _TEASER_RE.match(line):
             return "teaser"
+        if _CLOCK_RE.match(line) and not is_sentence(line):
+            return "clock"
         kind = _nav_kind(line.split(), line)
         if kind is not None:
             return kind
@@ -343,6 +317,8 @@ def furniture_kind(head: str, words: list[str], hints: Sequence[re.Pattern[str]]
         return "copyright"
     if _ABOUT_RE.match(line):
         return "about"
+    if n <= 40 and _DISCLOSURE_RE.search(line):
+        return "disclosure"
     if n <= 40 and _APPEAL_RE.search(line):
         return "appeal"
     if short and any(p.match(line) for p in hints):
@@ -383,59 +359,21 @@ def _nav_kind(tokens: list[str], line: str) -> str | None:
     return None
 
 
-def byline_name(line: str) -> str | None:
-    """The name in ``By Priya Nair``, ``Posted by Sam Ortiz · 5 min read``, ``Par Marie
-    Dupont``; None when the line is no byline (``By 2030, the town...``)."""
-    match = _BYLINE_START_RE.match(line)
-    if match is None:
+def dated_byline(line: str) -> str | None:
+    """The name in ``Posted on March 2, 2026 by Gwen Pritchard``: a date, then "by" a name."""
+    date = DATEISH_RE.search(line)
+    if date is None:
         return None
-    return leading_name(line[match.end() :], whole=True)
+    by = _BY_RE.compiled.search(line, date.end())
+    if by is None or by.start() - date.end() > 20:
+        return None
+    name = leading_name(line[by.end() :], whole=False)
+    return name if name is not None and len(name.split()) >= 2 else None
 
 
-def name_with_role(line: str) -> str | None:
-    """``Priya Nair, Transport correspondent``, ``Kim Ames | Reporter`` or ``Helen Pidd
-    North of England editor``."""
-    if len(line.split()) > 10 or not _ROLE_RE.search(line):
-        return None
-    parts = re.split(r"\s*[,|•·–—]\s*", line, maxsplit=1)
-    if len(parts) == 2 and _ROLE_RE.search(parts[1]):
-        name = leading_name(parts[0], whole=True)
-        return name if name is not None and len(name.split()) >= 2 else None
-    name = leading_name(line, whole=False)
-    if name is None or len(name.split()) < 2 or _ROLE_RE.search(name):
-        return None
-    rest = line[len(name) :].split()
-    if not rest or (not rest[0][:1].islower() and not _ROLE_RE.match(rest[0])):
-        return None
-    # "Helen Pidd North of England editor": the name is the first two words.
-    return " ".join(name.split()[:2]) if rest[0][:1].islower() else name
-
-
-def leading_name(rest: str, *, whole: bool) -> str | None:
-    """The capitalised words a line starts with (a person's name, up to a separator); with
-    ``whole``, None unless the name fills its part of the line."""
-    chunk = re.split(r"\s*[,|•·–—(;:/]\s*|\s+-\s+|\s+(?:on|le|am|el|the|at|à|um|in)\s+", rest)[0]
-    tokens = chunk.split()
-    name: list[str] = []
-    for token in tokens:
-        bare = token.strip(".'’")
-        if (bare.lower() in _NAME_PARTICLES and name) or (
-            bare[:1].isupper() and LETTER_RE.match(bare) and bare.lower() not in _NOT_NAMES
-        ):
-            name.append(token)
-        else:
-            break
-    while name and name[-1].lower() in _NAME_PARTICLES:
-        name.pop()
-    if not name or len(name) > 6 or (whole and len(name) < len(tokens)):
-        return None
-    rest_after = rest[len(chunk) :]
-    if whole and is_sentence(rest_after) and len(rest_after.split()) > 6:
-        return None  # "By Tuesday, the council had approved the plan."
-    text = " ".join(name)
-    if text.isupper() and len(text) > 3:  # "JO BELL AND SAM LEE"
-        return " ".join(w.lower() if w.lower() in _NAME_PARTICLES else w.title() for w in name)
-    return text
+def is_nav(text: str) -> bool:
+    """Whether a few words name a site's section or service ("BBC News", "Local Sport")."""
+    return any(w.lower() in _NAV_WORDS for w in words_of(text))
 
 
 def _is_dateline(line: str, words: list[str]) -> bool:
@@ -463,7 +401,7 @@ def is_marker(line: str) -> bool:
         return False
     return bool(
         _SKIP_RE.match(line)
-        or (_BYLINE_START_RE.match(line) and byline_name(line) is not None)
+        or (BYLINE_START_RE.match(line) and byline_name(line) is not None)
         or _READTIME_RE.search(line)
         or _CAPTION_START_RE.match(line)
         or _SHARE_RE.fullmatch(line)

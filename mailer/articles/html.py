@@ -5,18 +5,31 @@ from __future__ import annotations
 
 import codecs
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 
+from mailer.articles.clues import (
+    TITLE_SEPARATORS,
+    author_of,
+    clues_of,
+    date_of,
+    headline_beside_site,
+)
 from mailer.articles.fields import FIELD_LIMITS, Meta, Parts
 from mailer.articles.fragment import read_fragment
+from mailer.articles.furniture import furniture_kind
 from mailer.articles.markdown import render_markdown
+from mailer.articles.words import words_of
 from mailer.errors import InputError
 from mailer.headers import TEXT_CONTROLS, is_web_url
 
+MAX_LAYOUT_DEPTH = 8  # layout tables inside layout tables read as such, to this depth
 MIN_STORY_WORDS = 10  # a page with no paragraph of story and fewer words has none
+# What a paragraph that only says who wrote it, when, or what the picture is, is classed as.
+_NOT_STORY_KINDS = frozenset({"byline", "dateline", "readtime", "caption", "credit", "clock"})
 # Where a page may declare its encoding; the HTML standard looks at the first 1024 bytes.
 _SNIFF_BYTES = 4096
 _CHARSET_RE = re.compile(
@@ -53,7 +66,6 @@ _MD_INLINE_RE = re.compile(r"([\\`*_\[\]<>&])")
 # What would start a block at the start of a line: "# ", "> ", "- ", "1. ", "1) ", "===".
 _MD_BLOCK_START_RE = re.compile(r"^(?:([#>+=~|-])|(\d{1,9})([.)]))")
 _HEADING_RE = re.compile(r"h([1-6])")
-_TITLE_SEPARATORS = (" | ", " – ", " — ", " - ", " · ", " • ", " :: ", " » ", ": ")
 # An element of trafilatura's output tree (lxml, which has no type hints installed here).
 _Node = Any
 
@@ -147,6 +159,7 @@ def read_page(text: str, *, url: str | None = None) -> Page | None:
         if tree is None:
             return None
         headings = [" ".join(h.text_content().split()) for h in tree.iter("h1")][:10]
+        clues = clues_of(tree)
         document = trafilatura.bare_extraction(
             tree,
             url=url,
@@ -163,12 +176,14 @@ def read_page(text: str, *, url: str | None = None) -> Page | None:
         return None
     canonical = _web_url(document.url, base=url)
     base = canonical or (url if url and is_web_url(url) else None)
-    title = _field(_without_site_name(document.title, document.sitename, headings), "title")
-    markdown, plain, first = _story(document.body, base, title)
+    title = _without_site_name(document.title, document.sitename, headings)
+    title = _field(headline_beside_site(title, clues), "title")
+    markdown, plain, first = _story(document.body, base, title, clues.standfirsts)
+    found_author = _field(document.author, "author")
     return Page(
         title=title,
-        author=_field(document.author, "author"),
-        date=_field(document.date, "date"),
+        author=_field(author_of(found_author, document.sitename, clues, tree, plain), "author"),
+        date=_field(date_of(_field(document.date, "date"), clues, tree), "date"),
         url=canonical,
         image=_web_url(document.image, base=base),
         markdown=markdown,
@@ -184,7 +199,7 @@ def _without_site_name(title: object, site: object, headings: list[str]) -> str 
         return None
     site_name = site.strip().casefold() if isinstance(site, str) else ""
     known = {heading.casefold() for heading in headings if heading}
-    for separator in _TITLE_SEPARATORS:
+    for separator in TITLE_SEPARATORS:
         if separator not in title:
             continue
         head, _, tail = title.rpartition(separator)
@@ -246,7 +261,7 @@ class _Writer:
     def __init__(self, base: str | None) -> None:
         self.base = base
 
-    def blocks(self, parent: _Node, markdown: bool) -> list[tuple[str, str]]:
+    def blocks(self, parent: _Node, markdown: bool, depth: int = 0) -> list[tuple[str, str]]:
         """(kind, text) for each block of ``parent``."""
         out: list[tuple[str, str]] = []
         for child in parent:
@@ -262,12 +277,21 @@ class _Writer:
                 if items:
                     out.append(("list", items))
             elif tag == "quote":
-                inner = self.blocks(child, markdown) if _has_blocks(child) else []
+                inner = self.blocks(child, markdown, depth + 1) if _has_blocks(child) else []
                 text = "\n\n".join(t for _, t in inner) if inner else self.inline(child, markdown)
                 if text:
                     out.append(
                         ("quote", "\n".join(("> " + line).rstrip() for line in text.split("\n")))
                     )
+            elif tag == "table" and depth < MAX_LAYOUT_DEPTH and _is_layout(child):
+                # A table that lays out the page: its cells hold the story's paragraphs.
+                for cell in (c for row in child for c in row if _tag(c) == "cell"):
+                    if _has_blocks(cell):
+                        lead = self._text(cell.text, markdown).strip()
+                        out += [("p", lead)] if lead else []
+                        out += self.blocks(cell, markdown, depth + 1)
+                    elif text := self.inline(cell, markdown):
+                        out.append(("p", text))
             elif tag == "table":
                 rows = [
                     " | ".join(self.inline(cell, markdown) for cell in row if _tag(cell) == "cell")
@@ -353,23 +377,26 @@ class _Writer:
         return _MD_INLINE_RE.sub(r"\\\1", text) if markdown else text
 
 
-def _story(body: _Node, base: str | None, title: str | None = None) -> tuple[str, str, str]:
-    """The story as Markdown, as plain text, and its first paragraph of story (plain). A
-    first heading that repeats the title is left out (the mail shows the title)."""
+def _story(
+    body: _Node, base: str | None, title: str | None = None, standfirsts: Sequence[str] = ()
+) -> tuple[str, str, str]:
+    """The story as Markdown, as plain text, and its first paragraph of story (plain): not a
+    standfirst the page marks as such, unless there is no other. A first heading that repeats
+    the title is left out (the mail shows the title)."""
     writer = _Writer(base)
     marked, plain_blocks = writer.blocks(body, True), writer.blocks(body, False)
     if title and plain_blocks and plain_blocks[0][0] == "head":
         heading = plain_blocks[0][1].lstrip("#").strip()
         if heading.casefold() == title.casefold():
             marked, plain_blocks = marked[1:], plain_blocks[1:]
-    first = next(
-        (
-            text.replace("\n", " ")
-            for kind, text in plain_blocks
-            if kind == "p" and _is_story_paragraph(text, title)
-        ),
-        "",
-    )
+    candidates = [
+        text.replace("\n", " ")
+        for kind, text in plain_blocks
+        if kind == "p" and _is_story_paragraph(text, title)
+    ]
+    summed = {" ".join(text.split()) for text in standfirsts}
+    first = next((c for c in candidates if " ".join(c.split()) not in summed), "")
+    first = first or (candidates[0] if candidates else "")
     return (
         "\n\n".join(text for _, text in marked),
         "\n\n".join(text for _, text in plain_blocks),
@@ -385,7 +412,9 @@ def _is_story_paragraph(text: str, title: str | None) -> bool:
         return False
     if words < 12 and not text.rstrip().endswith((".", "!", "?", "…", ":", '"', "”", "»")):
         return False
-    return not _NOT_A_SUMMARY_RE.fullmatch(text)
+    if _NOT_A_SUMMARY_RE.fullmatch(text):
+        return False
+    return words > 25 or furniture_kind(text, words_of(text), ()) not in _NOT_STORY_KINDS
 
 
 def _escape_block_start(match: re.Match[str]) -> str:
@@ -395,6 +424,11 @@ def _escape_block_start(match: re.Match[str]) -> str:
 
 def _tag(element: _Node) -> str:
     return element.tag if isinstance(element.tag, str) else ""
+
+
+def _is_layout(table: _Node) -> bool:
+    """Whether a table lays out a page (a cell holds paragraphs) rather than data."""
+    return any(_has_blocks(cell) for row in table for cell in row if _tag(cell) == "cell")
 
 
 def _has_blocks(element: _Node) -> bool:

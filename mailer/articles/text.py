@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mailer.articles.classify import (
-    LANGUAGES,
     Item,
     classify,
     fallback_story,
@@ -23,15 +22,16 @@ from mailer.articles.classify import (
     story_of,
     title_of,
 )
-from mailer.articles.fields import Meta, Parts, read_date
-from mailer.articles.furniture import (
-    CREDIT_RE,
-    DATEISH_RE,
-    END,
+from mailer.articles.fields import Meta, Parts, day_first_of, read_date
+from mailer.articles.furniture import CREDIT_RE, DATEISH_RE, END, is_nav
+from mailer.articles.names import (
+    bio_name,
     byline_name,
     leading_name,
     name_with_role,
+    signature_name,
 )
+from mailer.articles.words import LANGUAGES
 from mailer.errors import InputError
 
 # Lines that scraped pages carry around a story. They are a hint to the classifier only:
@@ -115,7 +115,9 @@ def load_txt(path: Path, text: str, clutter: Sequence[re.Pattern[str]]) -> tuple
             story = fallback_story(items, items.index(headline) + 1)
     elif first is None:
         story = fallback_story(items, 0)
-    _facts(items, first, meta, LANGUAGES.get(language, "en"))
+    end = items.index(story[-1]) + 1 if story else len(items)
+    code = LANGUAGES.get(language, "en")
+    _facts(items, first, end, meta, code, day_first_of(text) if code == "en" else None)
 
     paragraphs = [item.text for item in story]
     lead = next((item.text for item in story if not is_heading(item)), "")
@@ -137,11 +139,14 @@ def _no_title(path: Path, items: Sequence[Item]) -> str:
     )
 
 
-def _facts(items: list[Item], first: Item | None, meta: Meta, code: str) -> None:
-    """Author and date from bylines and datelines, unless the header gave them."""
+def _facts(
+    items: list[Item], first: Item | None, end: int, meta: Meta, code: str, day_first: bool | None
+) -> None:
+    """Author and date from bylines and datelines, unless the header gave them (``end``: the
+    index of the item after the story's last)."""
     top = items[: items.index(first)] if first is not None else items
     if "author" not in meta.values:
-        author = _author(items, len(top) if first is not None else len(items))
+        author = _author(items, len(top) if first is not None else len(items), end)
         if author:
             meta.values["author"] = author
     if "date" not in meta.values:
@@ -155,15 +160,16 @@ def _facts(items: list[Item], first: Item | None, meta: Meta, code: str) -> None
                 texts.append(opening[0])
         for text in texts:
             if DATEISH_RE.search(text):
-                when = read_date(text, code)
+                when = read_date(text, code, day_first=day_first)
                 if when:
                     meta.values["date"] = when
                     break
 
 
-def _author(items: Sequence[Item], story_start: int) -> str | None:
+def _author(items: Sequence[Item], story_start: int, story_end: int) -> str | None:
     """The name in the first byline (up to the furniture that ends the story: bylines after
-    it are other stories'), or else in a wire story's "Reporting by" credit."""
+    it are other stories'), or else in a wire story's "Reporting by" credit, a note on the
+    writer, or a letter's signature."""
     for n, item in enumerate(items):
         if item.kind in END and n > story_start:
             break
@@ -179,6 +185,16 @@ def _author(items: Sequence[Item], story_start: int) -> str | None:
             name = leading_name(CREDIT_RE.sub("", item.text, count=1), whole=False)
             if name:
                 return name
+    # A note on the writer under the story: "Priya Raman is a writer based in Bristol."
+    for item in reversed(items[story_start:]):
+        name = bio_name(item.text) if item.words <= 40 else None
+        if name:
+            return name
+    # A letter's or a column's signature: a name alone on the line after the story.
+    for item in items[story_end : story_end + 2]:
+        name = signature_name(item.text) if item.kind is None and item.lines == 1 else None
+        if name and not is_nav(name):
+            return name
     return None
 
 
@@ -189,4 +205,10 @@ def _byline_anywhere(text: str) -> str | None:
     match = re.search(r"(?i:\b(?:by|par|von|por))\s+", text[:200])
     if match:
         return leading_name(text[match.end() : 200], whole=False)
+    # "Karen Hughes | 2 March 2026 | 3 min read": a name alone between the separators.
+    parts = re.split(r"\s*[|•·]\s*", text[:200])
+    for part in parts if len(parts) >= 2 else ():
+        name = leading_name(part, whole=True)
+        if name and len(name.split()) >= 2 and not DATEISH_RE.search(part) and not is_nav(name):
+            return name
     return None
