@@ -45,6 +45,7 @@ class ArchivedArticle:
     body_text: str
     author: str | None = None
     image: str | None = None
+    image_alt: str | None = None
     tags: tuple[str, ...] = ()
 
 
@@ -75,6 +76,7 @@ def archived_article(article: Article) -> ArchivedArticle:
         body_text=article.body_text,
         author=article.author,
         image=article.image,
+        image_alt=article.image_alt,
         tags=article.tags,
     )
 
@@ -206,6 +208,7 @@ def _record(fields: Mapping[str, Any]) -> dict[str, Any]:
             "author": a.author,
             "summary": a.summary,
             "image": a.image,
+            "image_alt": a.image_alt,
             "tags": list(a.tags),
             "body_html": a.body_html,
             "body_text": a.body_text,
@@ -292,6 +295,7 @@ def _issue_from_record(path: Path, data: object, day: dt.date) -> Issue:
                 body_text=one.text("body_text"),
                 author=one.optional("author"),
                 image=one.optional("image"),
+                image_alt=one.optional("image_alt"),
                 tags=tuple(str(t) for t in tags),
             )
         )

@@ -31,6 +31,7 @@ class Article:
     author: str | None = None
     tags: tuple[str, ...] = ()
     image: str | None = None
+    image_alt: str | None = None  # the image's text for readers who cannot see it
     date_from_mtime: bool = False
     date_only: bool = False
 

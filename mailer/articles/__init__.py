@@ -157,6 +157,7 @@ def _build(
     image = meta.text("image")
     if image:
         _check_url(meta, "image", image)
+    image_alt = meta.text("image_alt") or meta.text("caption")
     summary = meta.text("summary") or cut_at_word(parts.first_para, SUMMARY_CHARS)
     return Article(
         slug=slug,
@@ -171,6 +172,7 @@ def _build(
         author=meta.text("author"),
         tags=meta.tags(),
         image=image,
+        image_alt=image_alt,
         date_from_mtime="date" not in meta.values,
         date_only=date_only,
     )

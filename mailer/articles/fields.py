@@ -38,6 +38,8 @@ FIELD_LIMITS = {
     "url": 2048,
     "source": 2048,
     "image": 2048,
+    "image_alt": 500,
+    "caption": 500,
     "summary": 20_000,
     "date": 100,
     "tags": 100,  # each tag

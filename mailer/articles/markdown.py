@@ -30,6 +30,8 @@ _FRONT_MATTER_KEYS = {
     "summary",
     "tags",
     "image",
+    "image_alt",
+    "caption",
     "source",
 }
 _SOURCE_JUNK_RE = re.compile(f"[\n{TEXT_CONTROLS}]")

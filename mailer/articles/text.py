@@ -22,7 +22,7 @@ from mailer.articles.classify import (
     story_of,
     title_of,
 )
-from mailer.articles.fields import Meta, Parts, day_first_of, read_date
+from mailer.articles.fields import FIELD_LIMITS, Meta, Parts, day_first_of, read_date
 from mailer.articles.furniture import CREDIT_RE, DATEISH_RE, END, is_nav
 from mailer.articles.names import (
     bio_name,
@@ -65,8 +65,14 @@ DEFAULT_CLUTTER_PATTERNS: tuple[str, ...] = (
     r"all rights reserved\b",
 )
 _DEFAULT_SET = frozenset(DEFAULT_CLUTTER_PATTERNS)
+# The credit that ends a caption: "… on Friday. Picture: Sam Hill", "(Photo: AP)".
+_CREDIT_TAIL_RE = re.compile(
+    r"[\s(\[|–—-]*\b(photo(graph)?s?|pictures?|image|foto|fotografía|crédit photo|credit|"
+    r"illustration)\b\s*(by\b|:|©|\|).*$",
+    re.IGNORECASE,
+)
 
-_HEADER_KEYS = {"title", "date", "url", "author", "summary", "tags", "image"}
+_HEADER_KEYS = {"title", "date", "url", "author", "summary", "tags", "image", "image_alt"}
 _HEADER_RE = re.compile(r"^([A-Za-z][A-Za-z_-]*):\s*(.*)$")
 DATE_CANDIDATES = 4  # at most this many lines are handed to the date parser
 CONSIDERED_SHOWN = 3  # lines named in the "no title" error
@@ -118,6 +124,13 @@ def load_txt(path: Path, text: str, clutter: Sequence[re.Pattern[str]]) -> tuple
     end = items.index(story[-1]) + 1 if story else len(items)
     code = LANGUAGES.get(language, "en")
     _facts(items, first, end, meta, code, day_first_of(text) if code == "en" else None)
+
+    caption = next((item.text for item in items[:end] if item.kind == "caption"), None)
+    if caption is not None and "caption" not in meta.values:
+        # The page's caption describes its picture: the image's alt text, without the credit.
+        alt = _CREDIT_TAIL_RE.sub("", caption).strip()
+        if len(alt.split()) >= 2:
+            meta.values["caption"] = alt[: FIELD_LIMITS["caption"]]
 
     paragraphs = [item.text for item in story]
     lead = next((item.text for item in story if not is_heading(item)), "")
