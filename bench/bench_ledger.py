@@ -2,8 +2,8 @@
 
 Part 1 times the ledger alone: N messages, each ``await mark_sending`` then ``record`` (not
 awaited, as the engine does), by W concurrent asyncio workers, on a real file with
-``synchronous=FULL``. It prints messages/s, the CPU per message (this process plus the
-ledger's writer process, and the event loop's thread alone), the group commits and the
+``synchronous=FULL``. It prints messages/s, the CPU per message (this process, the
+ledger's writer thread included, and the event loop's thread alone), the group commits and the
 latency of ``mark_sending``.
 
 Part 2 runs a stand-in for the delivery engine, bound by client CPU like aiosmtplib: a fixed
@@ -15,6 +15,10 @@ RCPT and DATA round trips. The figure that counts is the real engine against a r
 (bench/bench_send.py); this one shows the shape, on a machine where the sink takes no CPU.
 
     .venv/bin/python bench/bench_ledger.py [-n 20000] [-w 8] [--send-us 600] [--rounds 3]
+                                           [--postgres postgresql://…]
+
+With --postgres, the same runs are made on a PostgreSQL ledger too (each a new campaign in
+that database), in the same run, so the two backends can be compared side by side.
 """
 
 from __future__ import annotations
@@ -45,18 +49,6 @@ def process_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def writer_cpu(ledger: Ledger | None) -> float:
-    """CPU seconds used so far by the ledger's writer process (Linux /proc; 0 elsewhere)."""
-    pid = ledger.writer_pid if ledger is not None else None
-    if pid is None:
-        return 0.0
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def spin(loops: int) -> None:
     for _ in range(loops):
         pass
@@ -78,7 +70,7 @@ def _timed(loops: int) -> float:
 @dataclass
 class Run:
     rate: float  # messages per second
-    cpu_us: float  # CPU per message: this process and the ledger's writer process
+    cpu_us: float  # CPU per message: this process, the ledger's writer thread included
     loop_cpu_us: float  # CPU of the event loop's thread per message
     commits: int = 0
     latency: list[float] | None = None  # seconds from mark_sending to durable
@@ -123,16 +115,15 @@ async def send_all(
 
     commits = ledger.commits if ledger else 0
     if ledger is not None and campaign is not None:
-        await ledger.flush()  # starts the writer process before the clock does
+        await ledger.flush()
     cpu, loop_cpu, start = process_cpu(), time.thread_time(), time.perf_counter()
-    writer = writer_cpu(ledger)
     await asyncio.gather(*(worker() for _ in range(workers)))
     if ledger is not None:
         await ledger.flush()
     elapsed = time.perf_counter() - start
     return Run(
         rate=n / elapsed,
-        cpu_us=(process_cpu() - cpu + writer_cpu(ledger) - writer) / n * 1e6,
+        cpu_us=(process_cpu() - cpu) / n * 1e6,
         loop_cpu_us=(time.thread_time() - loop_cpu) / n * 1e6,
         commits=(ledger.commits - commits) if ledger else 0,
         latency=latency,
@@ -140,10 +131,19 @@ async def send_all(
 
 
 def with_ledger(
-    folder: Path, name: str, n: int, workers: int, slice_loops: int, *, before_data: bool = False
+    folder: Path,
+    name: str,
+    n: int,
+    workers: int,
+    slice_loops: int,
+    *,
+    before_data: bool = False,
+    url: str | None = None,
 ) -> tuple[Run, float]:
-    """One run on a fresh ledger file."""
-    ledger = Ledger.open(folder / f"{name}.sqlite3")
+    """One run on a fresh ledger file, or a new campaign of the PostgreSQL ledger ``url``."""
+    ledger = Ledger.open(url or folder / f"{name}.sqlite3")
+    if url:
+        name = f"{name}-{time.time_ns()}"
     try:
         start = time.perf_counter()
         campaign = ledger.start_campaign(name, kind="bench", recipients=recipients(n))
@@ -173,6 +173,9 @@ def main() -> None:
     parser.add_argument("-w", "--workers", type=int, default=8, help="concurrent workers")
     parser.add_argument("--send-us", type=float, default=600.0, help="client CPU per message")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of part 2 (best counts)")
+    parser.add_argument(
+        "--postgres", metavar="URL", help="also measure a PostgreSQL ledger (postgresql://…)"
+    )
     args = parser.parse_args()
     n, workers = args.n, args.workers
     print(
@@ -187,27 +190,44 @@ def main() -> None:
         print(
             f"ledger alone      : {alone.rate:8,.0f} msg/s (mark_sending + record), "
             f"{alone.cpu_us:.0f} µs CPU/msg ({alone.loop_cpu_us:.0f} µs on the event loop, the "
-            "rest in the writer process), "
+            "rest in the writer thread), "
             f"{alone.commits:,} commits ({n / alone.commits:.1f} msg/commit)"
         )
         print(f"                    {describe_latency(alone.latency)}")
+        if args.postgres:
+            pg, inserted = with_ledger(folder, "alone", n, workers, 0, url=args.postgres)
+            print(
+                f"PostgreSQL alone  : {pg.rate:8,.0f} msg/s ({pg.rate / alone.rate:.2f}x "
+                f"SQLite), {pg.cpu_us:.0f} µs CPU/msg, {pg.commits:,} commits; "
+                f"start_campaign {inserted * 1000:.0f} ms"
+            )
+            print(f"                    {describe_latency(pg.latency)}")
 
         slice_loops = calibrate(args.send_us / 4)
         bare: list[Run] = []
         mail: list[Run] = []
         data: list[Run] = []
+        shared: list[Run] = []
         for round_ in range(args.rounds):  # interleaved, as the machine's load varies
             bare.append(asyncio.run(send_all(None, None, n, workers, slice_loops)))
             mail.append(with_ledger(folder, f"mail{round_}", n, workers, slice_loops)[0])
             data.append(
                 with_ledger(folder, f"data{round_}", n, workers, slice_loops, before_data=True)[0]
             )
+            if args.postgres:
+                shared.append(
+                    with_ledger(
+                        folder, "pg", n, workers, slice_loops, before_data=True, url=args.postgres
+                    )[0]
+                )
         best = max(bare, key=lambda r: r.rate)
         print(
             f"engine stand-in   : {best.rate:8,.0f} msg/s without ledger "
             f"({best.loop_cpu_us:.0f} µs CPU/msg; best of {args.rounds})"
         )
-        labels = (("awaited before MAIL", mail), ("awaited before the body (the engine)", data))
+        labels = [("awaited before MAIL", mail), ("awaited before the body (the engine)", data)]
+        if shared:
+            labels.append(("awaited before the body, PostgreSQL", shared))
         for label, runs in labels:
             top = max(runs, key=lambda r: r.rate)
             print(

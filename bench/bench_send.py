@@ -61,7 +61,7 @@ REPO = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 ISSUE_DATE = dt.date(2026, 11, 27)
 ARTICLES = 20
-SENDER = "newsletter@example.com"  # mailer's default MAILER_FROM
+SENDER = "news@bench.example.org"  # MAILER_FROM of every child (not the refused sample)
 RSS_TARGET_MB = 150.0
 LEDGER_COST_TARGET = 10.0  # percent of the throughput without the ledger (issue 4)
 
@@ -428,6 +428,8 @@ def child_env(port: int, ledger: Path) -> dict[str, str]:
         MAILER_SMTP_SECURITY="none",
         MAILER_SECRET_KEY=secrets.token_urlsafe(32),
         MAILER_LEDGER=str(ledger),
+        MAILER_FROM=f"The Bench <{SENDER}>",
+        MAILER_PUBLIC_URL="https://bench.example.org",
         PYTHONHASHSEED="0",
         PYTHONDONTWRITEBYTECODE="1",
     )
@@ -701,7 +703,7 @@ def bench(args: argparse.Namespace) -> int:
                 [
                     python,
                     *profile_argv(mailer_prof),
-                    *("-m", "mailer", "digest", *common, "--send"),
+                    *("-m", "mailer", "digest", *common, "--send", "--yes"),
                     *("--concurrency", str(args.concurrency)),
                 ],
                 ledger=ledger_path,

@@ -1,5 +1,9 @@
-"""The delivery ledger on real SQLite files: schema, permissions, frozen audiences, resume
-rules, recovery, and what survives SIGKILL."""
+"""The delivery ledger on real SQLite files and a real PostgreSQL cluster: schema,
+permissions, frozen audiences, resume rules, recovery, and what survives SIGKILL.
+
+Tests that take ``where`` or ``ledger`` run once per backend: a SQLite file, and a fresh
+database on a throwaway PostgreSQL cluster (tests/pg.py). The others are about SQLite's
+files, lock and writer."""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +40,7 @@ from mailer.models import Recipient, SendResult, Status
 from mailer.subscribers import read_list
 from mailer.transports.base import Reply
 from tests.conftest import REPO
+from tests.pg import Cluster, cluster
 
 
 def people(n: int, start: int = 0) -> Iterator[Recipient]:
@@ -53,9 +59,24 @@ def db(tmp_path: Path) -> Path:
     return tmp_path / "state" / "ledger.sqlite3"
 
 
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[Cluster]:
+    with cluster() as found:
+        yield found
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def where(request: pytest.FixtureRequest, db: Path) -> Path | str:
+    """Where a ledger lives: a SQLite file, or a new PostgreSQL database (its URL)."""
+    if request.param == "sqlite":
+        return db
+    found: Cluster = request.getfixturevalue("postgres")
+    return found.database()
+
+
 @pytest.fixture
-def ledger(db: Path) -> Iterator[Ledger]:
-    book = Ledger.open(db)
+def ledger(where: Path | str) -> Iterator[Ledger]:
+    book = Ledger.open(where)
     yield book
     book.close()
 
@@ -322,8 +343,10 @@ async def test_hard_bounces_are_5xx_with_enhanced_code_5_1_x(ledger: Ledger) -> 
     assert not is_hard_bounce(Reply(0, "5.1.1 no code", "rcpt"))
 
 
-async def test_rows_left_sending_become_unknown_when_the_ledger_is_reopened(db: Path) -> None:
-    book = Ledger.open(db)
+async def test_rows_left_sending_become_unknown_when_the_ledger_is_reopened(
+    where: Path | str,
+) -> None:
+    book = Ledger.open(where)
     campaign = book.start_campaign("c", kind="digest", recipients=people(3))
     emails = [r.email for r in people(3)]
     await book.mark_sending(campaign, emails[0], "<0@x>")
@@ -331,7 +354,7 @@ async def test_rows_left_sending_become_unknown_when_the_ledger_is_reopened(db: 
     await book.record(campaign, result(emails[1], Status.SENT))
     book.close()  # as if the process died between DATA and the reply of emails[0]
 
-    with Ledger.open(db) as book:
+    with Ledger.open(where) as book:
         assert book.recovered == 1
         assert states(book, campaign) == {
             emails[0]: "unknown",
@@ -348,14 +371,14 @@ async def test_rows_left_sending_become_unknown_when_the_ledger_is_reopened(db: 
         assert book.counts(campaign)[State.UNKNOWN] == 2
 
 
-async def test_records_need_not_be_awaited(db: Path) -> None:
-    book = Ledger.open(db)
+async def test_records_need_not_be_awaited(where: Path | str) -> None:
+    book = Ledger.open(where)
     campaign = book.start_campaign("c", kind="digest", recipients=people(50))
     for recipient in people(50):
         await book.mark_sending(campaign, recipient.email, f"<{recipient.email}>")
         book.record(campaign, result(recipient.email, Status.SENT))  # queued, not awaited
     book.close()  # commits what is queued
-    with Ledger.open(db) as book:
+    with Ledger.open(where) as book:
         assert book.counts(campaign)[State.SENT] == 50
         assert book.recovered == 0
 
@@ -395,9 +418,9 @@ async def test_one_row_changed_twice_in_one_commit_ends_in_its_last_state(ledger
 # --- lists, campaigns, forwards --------------------------------------------------------------
 
 
-async def test_reads_for_status(db: Path) -> None:
+async def test_reads_for_status(where: Path | str) -> None:
     ticks = iter(dt.datetime(2026, 11, 27, 9, 0, i, tzinfo=dt.UTC) for i in range(1000))
-    with Ledger.open(db, clock=lambda: next(ticks)) as book:
+    with Ledger.open(where, clock=lambda: next(ticks)) as book:
         assert book.latest_campaign() is None
         old = book.start_campaign("old", kind="digest", recipients=people(2))
         new = book.start_campaign("new", kind="digest", recipients=people(4))
@@ -422,9 +445,9 @@ async def test_reads_for_status(db: Path) -> None:
         assert finished.finished_at is not None and book.campaign("new") == finished
 
 
-async def test_forwards_count_only_messages_actually_sent(db: Path) -> None:
+async def test_forwards_count_only_messages_actually_sent(where: Path | str) -> None:
     now = [dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)]
-    with Ledger.open(db, clock=lambda: now[0]) as book:
+    with Ledger.open(where, clock=lambda: now[0]) as book:
 
         async def forward(friend: str, article: str, status: Status) -> None:
             name = f"forward/{article}/{friend}"
@@ -529,50 +552,28 @@ def sink_lines(sink: Path) -> list[str]:
     return sink.read_text(encoding="utf-8").splitlines() if sink.exists() else []
 
 
-async def test_the_writer_is_its_own_process_and_ignores_terminal_signals(db: Path) -> None:
+def writer_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "mailer-ledger-writer"]
+
+
+async def test_the_writer_is_a_thread_started_by_the_first_change_and_ended_by_close(
+    db: Path,
+) -> None:
+    before = len(writer_threads())
     book = Ledger.open(db)
     campaign = book.start_campaign("c", kind="digest", recipients=people(3))
     emails = [r.email for r in people(3)]
-    assert book.writer_pid is None  # started by the first state change
+    assert len(writer_threads()) == before  # started by the first state change
     await book.mark_sending(campaign, emails[0], "<0@x>")
-    pid = book.writer_pid
-    assert pid is not None and pid != os.getpid()
-    # Ctrl-C or a SIGTERM meant for the sender must not cut the writer off mid-run: the
-    # sender drains and closes, and the writer ends when its input does.
-    os.kill(pid, signal.SIGINT)
-    os.kill(pid, signal.SIGTERM)
+    assert len(writer_threads()) == before + 1
     await book.record(campaign, result(emails[0], Status.SENT))
-    await book.mark_sending(campaign, emails[1], "<1@x>")
+    book.mark_sending(campaign, emails[1], "<1@x>")  # queued only: close commits it
     book.close()
-    with pytest.raises(ProcessLookupError):  # it exited when the ledger closed
-        os.kill(pid, 0)
+    assert len(writer_threads()) == before  # it ended with the ledger
     with Ledger.open(db) as book:
         assert states(book, campaign) == {
             emails[0]: "sent",
             emails[1]: "unknown",
-            emails[2]: "pending",
-        }
-
-
-async def test_a_dead_writer_fails_every_later_change_with_one_clear_error(db: Path) -> None:
-    book = Ledger.open(db)
-    campaign = book.start_campaign("c", kind="digest", recipients=people(3))
-    emails = [r.email for r in people(3)]
-    await book.mark_sending(campaign, emails[0], "<0@x>")
-    await book.record(campaign, result(emails[0], Status.SENT))
-    pid = book.writer_pid
-    assert pid is not None
-    os.kill(pid, signal.SIGKILL)
-    with pytest.raises(LedgerError, match="the ledger writer stopped unexpectedly"):
-        await book.mark_sending(campaign, emails[1], "<1@x>")
-    with pytest.raises(LedgerError, match="the ledger writer stopped"):
-        await book.mark_sending(campaign, emails[2], "<2@x>")  # no message may go out
-    with pytest.raises(LedgerError, match="the ledger writer stopped"):
-        book.close()  # and the failure is not silent
-    with Ledger.open(db) as book:  # what it committed is there; nothing was half-written
-        assert states(book, campaign) == {
-            emails[0]: "sent",
-            emails[1]: "pending",
             emails[2]: "pending",
         }
 
@@ -603,11 +604,11 @@ async def test_a_failed_commit_fails_every_change_queued_after_it(db: Path) -> N
         assert set(states(book, campaign).values()) == {"pending"}
 
 
-def test_close_commits_what_was_queued_even_after_its_event_loop_ended(db: Path) -> None:
+def test_close_commits_what_was_queued_even_after_its_event_loop_ended(where: Path | str) -> None:
     """Records need not be awaited; queued in bulk (more than a pipe holds) by a loop that
     has ended, they are still all committed by ``close``."""
     n = 3000
-    book = Ledger.open(db)
+    book = Ledger.open(where)
     campaign = book.start_campaign("c", kind="digest", recipients=people(n))
 
     async def send() -> None:
@@ -620,7 +621,7 @@ def test_close_commits_what_was_queued_even_after_its_event_loop_ended(db: Path)
     asyncio.run(send())
     assert book.finish(campaign).finished_at is not None  # a job drains what was queued
     book.close()
-    with Ledger.open(db) as book:
+    with Ledger.open(where) as book:
         assert book.recovered == 0
         assert book.counts(campaign)[State.SENT] == n
 
@@ -663,7 +664,7 @@ def test_after_sigkill_at_random_points_nobody_gets_two_copies(tmp_path: Path, d
             _, stderr = sender.communicate(timeout=30)
         assert sender.returncode == -signal.SIGKILL, stderr
         kills += 1
-        released(db)  # the killed run's writer process commits what it was sent, and exits
+        released(db)  # the kernel released the killed run's lock
         with raw(db) as conn:  # before any recovery: what the killed run left in flight
             (sending,) = conn.execute(
                 "SELECT count(*) FROM deliveries WHERE state = 'sending'"

@@ -12,7 +12,7 @@ import typer
 
 from mailer.cli.common import plural, reports_errors
 from mailer.errors import LedgerBusy, MailerError
-from mailer.ledger import Campaign, DeliveryRow, Ledger, State
+from mailer.ledger import Campaign, DeliveryRow, Ledger, State, WorkerProgress, is_url
 from mailer.settings import load_settings
 
 # The order in which states are shown: outcomes first, then what is left to do.
@@ -50,8 +50,10 @@ def status(
     ] = False,
     failures: Annotated[int, typer.Option(min=0, help="How many recent failures to show.")] = 10,
     ledger_file: Annotated[
-        Path | None,
-        typer.Option("--ledger", help="Ledger file [MAILER_LEDGER].", show_default=False),
+        str | None,  # not a Path: a postgresql:// URL must reach the settings as it is
+        typer.Option(
+            "--ledger", help="Ledger file or postgresql:// URL [MAILER_LEDGER].", show_default=False
+        ),
     ] = None,
 ) -> None:
     """Show a campaign's counts per state and its recent failures with their SMTP replies.
@@ -63,7 +65,7 @@ def status(
     if all_ and (campaign is not None or list_ is not None):
         raise MailerError("--all lists every campaign; it takes no CAMPAIGN and no --list")
     path = load_settings(ledger=ledger_file).ledger
-    if not path.is_file():
+    if not is_url(path) and not Path(path).is_file():
         raise MailerError(
             f"{path}: no ledger yet",
             hint="a campaign is recorded when it is sent (`mailer digest --send`); "
@@ -80,9 +82,12 @@ def status(
             _show_campaign(ledger, chosen, failures=failures, as_json=as_json)
 
 
-def _open(path: Path) -> Ledger:
+def _open(path: Path | str) -> Ledger:
     """Open for writing when no send runs (so rows a dead run left ``sending`` are shown as
-    the ``unknown`` they are); during a send, read its live counts without the lock."""
+    the ``unknown`` they are); during a send, read its live counts without the lock. A
+    shared (PostgreSQL) ledger is only read: its senders recover the rows of the dead."""
+    if is_url(path):
+        return Ledger.open(path, readonly=True)
     try:
         return Ledger.open(path)
     except LedgerBusy:
@@ -142,19 +147,30 @@ def _show_campaign(ledger: Ledger, campaign: Campaign, *, failures: int, as_json
     counts = ledger.counts(campaign)
     recent = ledger.recent_failures(campaign, failures) if failures else []
     hard = len(ledger.hard_bounces(campaign))
+    workers = ledger.workers(campaign)
     if as_json:
         document = {
             "ledger": str(ledger.path),
-            "live": ledger.readonly,
+            "live": _live(ledger, workers),
             "campaign": _campaign_json(campaign),
             "counts": _counts_json(counts),
             "hard_bounces": hard,
             "recent_failures": [_row_json(row) for row in recent],
         }
+        if workers:
+            document["workers"] = [
+                {"worker": w.worker, "alive": w.alive, "counts": _counts_json(w.counts)}
+                for w in workers
+            ]
         print(json.dumps(document, indent=2))
         return
-    for line in _describe(ledger, campaign, counts, recent, hard):
+    for line in _describe(ledger, campaign, counts, recent, hard, workers):
         print(line)
+
+
+def _live(ledger: Ledger, workers: list[WorkerProgress]) -> bool:
+    """Whether a send is running: the lock is held (SQLite), or a sender is alive."""
+    return any(w.alive for w in workers) if is_url(str(ledger.path)) else ledger.readonly
 
 
 def _describe(
@@ -163,6 +179,7 @@ def _describe(
     counts: dict[State, int],
     recent: list[DeliveryRow],
     hard: int,
+    workers: list[WorkerProgress],
 ) -> Iterator[str]:
     yield f"Campaign  {campaign.name} ({campaign.kind})"
     if campaign.subject:
@@ -172,13 +189,21 @@ def _describe(
         f"Audience  {source}{plural(campaign.frozen_count, 'recipient')}, "
         f"frozen {_when(campaign.created_at)}"
     )
-    if ledger.readonly:
+    live = _live(ledger, workers)
+    if live:
         yield "Running   a send is in progress: these counts are live"
     elif campaign.finished_at is not None:
         yield f"Finished  {_when(campaign.finished_at)}"
     yield ""
     for state in SHOWN:
         yield f"  {state.value:<10}{counts[state]:>10,}"
+    if workers:
+        yield ""
+        yield "Senders:"
+        width = max(len(w.worker) for w in workers)
+        for w in workers:
+            done = ", ".join(f"{w.counts[s]:,} {s.value}" for s in SHOWN if w.counts[s])
+            yield f"  {w.worker:<{width}}  {'running' if w.alive else 'gone':<8} {done}"
     if recent:
         yield ""
         yield "Recent failures:"
@@ -207,7 +232,7 @@ def _describe(
             "complained) after the campaign started; `mailer status --list skipped` lists them."
         )
     left = counts[State.PENDING] + counts[State.DEFERRED]
-    if left and not ledger.readonly:
+    if left and not live:
         notes.append(
             f"{plural(left, 'recipient')} left to send (pending or deferred): run the same "
             "send again to resume."
