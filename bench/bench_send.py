@@ -1,7 +1,7 @@
 """Sending benchmark: `mailer digest --send` against plain aiosmtplib, into a local SMTP sink.
 
 Usage: .venv/bin/python bench/bench_send.py [--n 20000] [--concurrency 8] [--rounds 1]
-                                            [--keep DIR] [--aiosmtpd] [--rtt MS]
+                                            [--keep DIR] [--aiosmtpd] [--rtt MS] [--dkim]
        .venv/bin/python bench/bench_send.py --n 3000 --profile   (cProfile every child)
 
 It starts Postfix's `smtp-sink` on 127.0.0.1 (an in-process aiosmtpd server if smtp-sink is
@@ -21,6 +21,12 @@ temporary folder, and then runs, each as its own child process:
    start-up and imports are the CLI's;
 4. the reference: plain aiosmtplib, C asyncio tasks each with one connection reused for
    every message, `SMTP.sendmail()` of the one pre-built message to each address of the list.
+
+With --dkim, each round also runs `mailer digest --send` with every message signed (a fresh
+RSA-2048 key through MAILER_DKIM_SELECTOR and MAILER_DKIM_KEY_FILE, as a user would set
+it), right after the unsigned one: the report gives send throughput and CPU per message
+with DKIM on against off, in the same run (the median of the rounds' ratios). A signed
+preview is verified with dkimpy first, so the signed runs are known to sign.
 
 Every child gets the same environment, working folder, sink and N. Each `digest --send`
 child gets a fresh MAILER_LEDGER (a second run of the same campaign would send nothing);
@@ -436,6 +442,84 @@ def child_env(port: int, ledger: Path) -> dict[str, str]:
     return env
 
 
+DKIM_SELECTOR = "bench"
+
+
+def dkim_env(root: Path) -> dict[str, str]:
+    """A fresh RSA-2048 key in ``root`` (0600) and the settings that sign with it."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path = root / "dkim-bench.pem"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+    return {"MAILER_DKIM_SELECTOR": DKIM_SELECTOR, "MAILER_DKIM_KEY_FILE": str(path)}
+
+
+def signed_sample(
+    root: Path, python: str, common: list[str], env: dict[str, str], signing: dict[str, str]
+) -> str:
+    """Send one signed message (`digest --send --limit 1`, a throwaway ledger) to an
+    aiosmtpd that keeps it (previews are not signed: only what is sent is), and verify it."""
+    from aiosmtpd.controller import Controller
+
+    got: list[bytes] = []
+
+    class Keep:
+        async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
+            got.append(envelope.original_content)
+            return "250 OK"
+
+    port = free_port()
+    controller = Controller(Keep(), hostname=HOST, port=port)
+    controller.start()
+    try:
+        child = {
+            **env,
+            **signing,
+            "MAILER_SMTP_PORT": str(port),
+            "MAILER_LEDGER": str(fresh_ledger(root, "dkim-sample")),
+        }
+        argv = [python, "-m", "mailer", "digest", *common, "--send", "--yes", "--limit", "1"]
+        run = run_child("dkim-sample", argv, env=child, cwd=root, timeout=120)
+    finally:
+        controller.stop()
+    if run.returncode != 0 or not got:
+        print(run.stdout + run.stderr, file=sys.stderr)
+        return f"was not sent (exit {run.returncode})"
+    sample = root / "dkim-sample.eml"
+    sample.write_bytes(got[0])
+    return verify_dkim(sample, Path(signing["MAILER_DKIM_KEY_FILE"]))
+
+
+def verify_dkim(eml: Path, key_file: Path) -> str:
+    """dkimpy's verdict on a signed message, against the key's public half."""
+    import base64
+
+    import dkim as dkimpy
+    from cryptography.hazmat.primitives import serialization
+
+    private = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+    public = private.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+    name = f"{DKIM_SELECTOR}._domainkey.{SENDER.partition('@')[2]}.".encode()
+    data = eml.read_bytes()
+    if b"DKIM-Signature:" not in data:
+        return "not signed"
+    ok = dkimpy.verify(data, dnsfunc=lambda asked, timeout=5: record if asked == name else None)
+    return "verified by dkimpy" if ok else "FAILED dkimpy's verification"
+
+
 def fresh_ledger(root: Path, label: str) -> Path:
     """A ledger path no earlier run has used (a re-run of the same campaign sends nothing)."""
     path = root / f"ledger-{label}.sqlite3"
@@ -670,13 +754,23 @@ def bench(args: argparse.Namespace) -> int:
         size = eml.stat().st_size
         print(f"message:   {size} bytes ({size / 1024:.1f} KiB), {eml.name}")
         print(f"           {preview.stdout.strip().splitlines()[0]}")
+        signing = dkim_env(root) if args.dkim else None
+        if signing is not None:
+            verdict = signed_sample(root, python, common, env, signing)
+            print(f"dkim:      RSA-2048, selector {DKIM_SELECTOR}: a signed message {verdict}")
+            if verdict != "verified by dkimpy":
+                raise SystemExit("the signed message did not verify: --dkim would measure nothing")
 
         def measure(
-            label: str, argv: list[str], ledger: Path | None = None
+            label: str,
+            argv: list[str],
+            ledger: Path | None = None,
+            extra: dict[str, str] | None = None,
         ) -> tuple[Run, int, float | None]:
             """One measured child, with the sink's message count and CPU over that run."""
             assert sink is not None
             child = env if ledger is None else {**env, "MAILER_LEDGER": str(ledger)}
+            child = {**child, **(extra or {})}
             before, sink_cpu = sink.accepted() or 0, sink.cpu_seconds()
             run = run_child(label, argv, env=child, cwd=root, timeout=args.timeout)
             seen = (sink.wait_settled(before + args.n) or 0) - before
@@ -693,21 +787,33 @@ def bench(args: argparse.Namespace) -> int:
         # 2 and 3, --rounds times, interleaved: the machine's load drifts, so the ledger's
         # cost is the median of the rounds' ratios, each measured side by side.
         pairs: list[tuple[Run, int, float | None, Run, int, float | None]] = []
+        signed_runs: list[tuple[Run, Run, int, float | None]] = []  # (unsigned, signed, ...)
         ledger_file: LedgerFile | None = None
+        send_argv = [
+            *("-m", "mailer", "digest", *common, "--send", "--yes"),
+            *("--concurrency", str(args.concurrency)),
+        ]
         for round_ in range(args.rounds):
             # 2. mailer digest --send, end to end, with a fresh ledger
             mailer_prof = root / "mailer.prof" if args.profile else None
             ledger_path = fresh_ledger(root, f"mailer{round_}")
             mailer, mailer_seen, mailer_sink_cpu = measure(
-                "mailer",
-                [
-                    python,
-                    *profile_argv(mailer_prof),
-                    *("-m", "mailer", "digest", *common, "--send", "--yes"),
-                    *("--concurrency", str(args.concurrency)),
-                ],
-                ledger=ledger_path,
+                "mailer", [python, *profile_argv(mailer_prof), *send_argv], ledger=ledger_path
             )
+            if signing is not None:
+                # 2b. the same with every message DKIM-signed, right after the unsigned one
+                signed_path = fresh_ledger(root, f"dkim{round_}")
+                dkim_prof = root / "mailer-dkim.prof" if args.profile else None
+                dkim_run, dkim_seen, dkim_sink_cpu = measure(
+                    "mailer-dkim",
+                    [python, *profile_argv(dkim_prof), *send_argv],
+                    ledger=signed_path,
+                    extra=signing,
+                )
+                signed_runs.append((mailer, dkim_run, dkim_seen, dkim_sink_cpu))
+                signed_states = inspect_ledger(signed_path)
+                if signed_states is None or signed_states.states.get("sent", 0) != args.n:
+                    failures.append(f"the signed run's ledger is {signed_states}")
             ledger_file = inspect_ledger(ledger_path)
             if ledger_file is None:
                 failures.append(f"mailer left no ledger at {ledger_path}")
@@ -732,10 +838,13 @@ def bench(args: argparse.Namespace) -> int:
                 failures.append(f"the no-ledger child reported {bare_inner}, not {args.n} sent")
             pairs.append((mailer, mailer_seen, mailer_sink_cpu, bare, bare_seen, bare_sink_cpu))
             if args.rounds > 1:
+                signed_note = ""
+                if signing is not None:
+                    signed_note = f"; {args.n / signed_runs[-1][1].wall:.0f} msg/s DKIM-signed"
                 print(
                     f"round {round_ + 1}: {args.n / mailer.wall:.0f} msg/s with the ledger, "
                     f"{args.n / bare.wall:.0f} without: cost "
-                    f"{100 * (1 - bare.wall / mailer.wall):.1f} %",
+                    f"{100 * (1 - bare.wall / mailer.wall):.1f} %{signed_note}",
                     flush=True,
                 )
         # The table shows the round whose cost is the median.
@@ -776,6 +885,12 @@ def bench(args: argparse.Namespace) -> int:
             ("same pipeline, no ledger", bare, bare_seen, bare_sink_cpu),
             ("plain aiosmtplib (reference)", reference, ref_seen, ref_sink_cpu),
         ]
+        signed_median: tuple[Run, Run, int, float | None] | None = None
+        if signed_runs:  # the round whose DKIM cost is the median, beside its unsigned run
+            by_cost = sorted(signed_runs, key=lambda runs: runs[0].wall / runs[1].wall)
+            signed_median = by_cost[(len(by_cost) - 1) // 2]
+            _, dkim_run, dkim_seen, dkim_sink_cpu = signed_median
+            rows.insert(1, ("  the same, DKIM RSA-2048", dkim_run, dkim_seen, dkim_sink_cpu))
         header = (
             f"{'N = ' + str(args.n) + ', ' + str(args.concurrency) + ' connections':<30}"
             f"{'exit':>5}{'sink got':>10}{'wall s':>9}{'msg/s':>9}{'CPU s':>8}"
@@ -824,6 +939,27 @@ def bench(args: argparse.Namespace) -> int:
                 f"ledger file: {ledger_file.size / 1e6:.2f} MB{wal} for {args.n} rows "
                 f"({ledger_file.size / args.n:.0f} bytes/row), states {ledger_file.states}"
             )
+        if signed_median is not None:
+            unsigned, dkim_run, _, _ = signed_median
+            off, on = args.n / unsigned.wall, args.n / dkim_run.wall
+            cpu_off, cpu_on = unsigned.cpu * 1000 / args.n, dkim_run.cpu * 1000 / args.n
+            which = f"median of {args.rounds} rounds" if args.rounds > 1 else "one round"
+            print(
+                f"dkim: {on:.0f} msg/s signed vs {off:.0f} unsigned "
+                f"({100 * (on / off - 1):+.1f} % throughput, {which}); CPU {cpu_on:.3f} vs "
+                f"{cpu_off:.3f} ms/msg: {cpu_on - cpu_off:+.3f} ms of CPU a message, end to "
+                "end (key loading and the signing thread included; the signature alone is "
+                "bench/bench_dkim.py's, target <= 1.5 ms)"
+            )
+            if args.rounds > 1:
+                changes = sorted(100 * (u.wall / d.wall - 1) for u, d, _, _ in signed_runs)
+                extra_cpu = sorted(1000 * (d.cpu - u.cpu) / args.n for u, d, _, _ in signed_runs)
+                print(
+                    "dkim throughput change per round, sorted: "
+                    + ", ".join(f"{c:+.1f} %" for c in changes)
+                    + "; extra CPU ms/msg: "
+                    + ", ".join(f"{c:+.3f}" for c in extra_cpu)
+                )
         ratio = reference.wall / mailer.wall
         print(f"ratio mailer / reference (msg/s): {ratio:.2f}x  (target >= 1.0x, stretch 1.5x)")
         print(
@@ -908,6 +1044,11 @@ def main() -> int:
         type=int,
         default=1,
         help="run the with/without-ledger pair this many times, interleaved (median reported)",
+    )
+    parser.add_argument(
+        "--dkim",
+        action="store_true",
+        help="also send with every message DKIM-signed (a fresh RSA-2048 key), each round",
     )
     parser.add_argument("--profile", action="store_true", help="run every child in cProfile")
     parser.add_argument(

@@ -8,7 +8,6 @@ import json
 import mailbox
 import os
 import shutil
-from collections.abc import Iterable
 from pathlib import Path
 
 import dkim as dkimpy
@@ -38,74 +37,22 @@ from mailer.models import DeliveryPolicy, Outgoing, Recipient, SendResult, SMTPC
 from mailer.suppression import Suppression
 from mailer.transports.smtp import SMTPTransport
 from mailer.verp import return_path
-from tests.smtpd import smtp_server
-
-CORPUS = Path(__file__).parent / "bounces"
-SECRET = "test-secret-for-the-bounce-fixtures"  # the fixtures' VERP tags are signed with it
-CAROL = "carol.longname-with-many-parts@mail.example-university.ac.uk"
-DAVE_MID = "<9c1f0e2a7b.d4e5f60718293a4b5c6d@news.example.org>"
-
-# file -> (verdict, kind, address, campaign, matched by)
-EXPECTED: dict[str, tuple[str, str | None, str | None, int | None, str | None]] = {
-    "postfix-hard.eml": ("bounce", "hard", "alice@example.com", 7, "verp"),
-    "postfix-delayed.eml": ("bounce", "soft", "bob@example.net", 7, "verp"),
-    "exim-hard.eml": ("bounce", "hard", CAROL, 7, "verp"),  # short tag, resolved
-    "gmail-hard.eml": ("bounce", "hard", "dave@gmail.example", 8, "message-id"),
-    "gmail-policy.eml": ("bounce", "soft", "grace@example.com", 8, "verp"),  # 5.7.26: about us
-    "m365-hard.eml": ("bounce", "hard", "erin@contoso.example", 8, "verp"),  # upper-cased tag
-    "qmail-hard.eml": ("bounce", "hard", "frank@example.org", 8, "verp"),  # flufl.bounce
-    "autoreply-rfc3834.eml": ("auto-reply", None, None, None, None),
-    "autoreply-outlook.eml": ("auto-reply", None, None, None, None),
-    "autoreply-vacation.eml": ("auto-reply", None, None, None, None),
-    "autoreply-precedence.eml": ("auto-reply", None, None, None, None),
-    "other-human-reply.eml": ("other", None, None, None, None),
-    "postfix-unmatched.eml": ("unmatched", None, None, None, None),  # forged tag, unknown id
-}
-HARD = {
-    "alice@example.com",
+from tests.dsn import (
     CAROL,
-    "dave@gmail.example",
-    "erin@contoso.example",
-    "frank@example.org",
-}
-
-
-class Ledgerish:
-    """What the ledger would answer: one Message-ID of campaign 8, campaign 7's addresses."""
-
-    def by_message_id(self, message_id: str) -> tuple[int, str] | None:
-        return (8, "dave@gmail.example") if message_id == DAVE_MID else None
-
-    def addresses(self, campaign_id: int) -> Iterable[str]:
-        if campaign_id == 7:
-            return [f"reader{i}@example.com" for i in range(200)] + [CAROL]
-        return []
-
-
-def reader() -> BounceReader:
-    return BounceReader(SECRET, Ledgerish())
-
-
-def corpus() -> list[Path]:
-    return sorted(CORPUS.glob("*.eml"))
-
-
-def make_maildir(folder: Path, files: Iterable[Path]) -> Path:
-    box = mailbox.Maildir(folder, create=True)
-    for path in files:
-        box.add(path.read_bytes())
-    return folder
-
-
-def make_mbox(path: Path, files: Iterable[Path]) -> Path:
-    box = mailbox.mbox(path, create=True)
-    box.lock()
-    for path_ in files:
-        box.add(path_.read_bytes())
-    box.flush()
-    box.unlock()
-    box.close()
-    return path
+    CORPUS,
+    DAVE_MID,
+    EXPECTED,
+    HARD,
+    SECRET,
+    Ledgerish,
+    corpus,
+    dsn,
+    make_maildir,
+    make_mbox,
+    reader,
+    scan_with,
+)
+from tests.smtpd import smtp_server
 
 
 def test_the_corpus_is_complete() -> None:
@@ -169,14 +116,6 @@ def test_garbage_and_huge_messages_are_read_within_bounds(
     assert reader().read(huge).bounces[0].email == "alice@example.com"
 
 
-def scan_with(
-    messages: Iterable[bytes], tmp_path: Path, store: SqliteStore | MemoryStore, limit: int = 3
-) -> tuple[dict[str, object], Suppression]:
-    suppression = Suppression.for_lists_dir(tmp_path / "lists")
-    summary = scan(messages, reader(), store, suppression, soft_limit=limit)
-    return summary.as_dict(), Suppression.for_lists_dir(tmp_path / "lists")
-
-
 def test_maildir_and_mbox_scans_agree_and_suppress_the_hard_bounces(tmp_path: Path) -> None:
     maildir = make_maildir(tmp_path / "Maildir", corpus())
     mbox = make_mbox(tmp_path / "bounces.mbox", corpus())
@@ -229,27 +168,6 @@ def test_a_second_scan_changes_nothing_and_the_maildir_is_left_alone(tmp_path: P
 
 def stat_mode(path: Path) -> int:
     return os.stat(path).st_mode & 0o777
-
-
-def dsn(to: str, recipient: str, status: str, *, message_id: str, serial: int) -> bytes:
-    """A Postfix-shaped DSN for one recipient, to a return path."""
-    action = "failed" if status.startswith("5") else "delayed"
-    boundary = f"B{serial}.relay.example"
-    return (
-        f"From: MAILER-DAEMON@relay.example (Mail Delivery System)\r\n"
-        f"To: {to}\r\nSubject: Undelivered Mail Returned to Sender\r\n"
-        f"Message-Id: <dsn.{serial}@relay.example>\r\nAuto-Submitted: auto-replied\r\n"
-        f"MIME-Version: 1.0\r\n"
-        f'Content-Type: multipart/report; report-type=delivery-status; boundary="{boundary}"\r\n'
-        f"\r\n--{boundary}\r\nContent-Type: text/plain\r\n\r\nThe mail system\r\n"
-        f"\r\n--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\n"
-        f"Reporting-MTA: dns; relay.example\r\n\r\n"
-        f"Final-Recipient: rfc822; {recipient}\r\nAction: {action}\r\nStatus: {status}\r\n"
-        f"Diagnostic-Code: smtp; {status[0]}50 {status} mailbox trouble\r\n"
-        f"\r\n--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n"
-        f"Return-Path: <{to}>\r\nMessage-ID: {message_id}\r\nTo: {recipient}\r\n"
-        f"\r\n--{boundary}--\r\n"
-    ).encode()
 
 
 def test_soft_bounces_suppress_after_the_limit_of_different_campaigns(tmp_path: Path) -> None:

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import Result
 
+from mailer.bounces import RECORD_FILE, Bounce, Reading, SqliteStore
+from mailer.cli.status import BOUNCE_RECORD
 from mailer.delivery import is_hard_bounce
 from mailer.ledger import Campaign, Ledger
 from mailer.models import Recipient, SendResult, Status
@@ -177,3 +179,63 @@ def test_status_has_help() -> None:
     assert result.exit_code == 0
     for option in ("--list", "--json", "--all", "--ledger", "--failures"):
         assert option in result.stdout
+
+
+def _record_bounces(ledger_path: Path) -> None:
+    """What `mailer bounces scan` would have recorded beside the ledger: for the weekly
+    campaign two addresses hard (one reported twice) and one soft; one hard for the older;
+    one the scan could match to no campaign."""
+    with Ledger.open(ledger_path, readonly=True) as book:
+        weekly, older = book.campaign("weekly-2026-11-27"), book.campaign("older")
+    assert weekly is not None and older is not None
+    reports = [
+        ("hard", "cid@example.org", weekly.id),
+        ("hard", "CID@example.org", weekly.id),
+        ("hard", "eve@example.org", weekly.id),
+        ("soft", "dan@example.org", weekly.id),
+        ("hard", "zoe@example.org", older.id),
+        ("soft", "fay@example.org", None),
+    ]
+    with SqliteStore(ledger_path.parent / RECORD_FILE) as store:
+        for serial, (kind, email, campaign) in enumerate(reports):
+            sid = f"mid:<dsn{serial}@relay.example>"
+            bounce = Bounce(kind, email, campaign, None, f"{kind[0]}.1.1", "", sid)  # type: ignore[arg-type]
+            store.record(Reading(sid, "bounce", (bounce,)))
+
+
+def test_status_shows_bounce_mail_per_campaign(ledger_path: Path) -> None:
+    quiet = cli("--ledger", str(ledger_path))
+    assert "Bounces " not in quiet.stdout  # no scan has run: nothing to say
+    assert json.loads(cli("--ledger", str(ledger_path), "--json").stdout)["bounce_mail"] is None
+    assert "HARD" not in cli("--all", "--ledger", str(ledger_path)).stdout
+
+    _record_bounces(ledger_path)
+    result = cli("--ledger", str(ledger_path))
+    assert result.exit_code == 0, result.output
+    assert "Bounces   2 addresses hard, 1 soft, in bounce mail read by" in result.stdout
+    document = json.loads(cli("--ledger", str(ledger_path), "--json").stdout)
+    assert document["bounce_mail"] == {"hard": 2, "soft": 1}
+    older = json.loads(cli("older", "--ledger", str(ledger_path), "--json").stdout)
+    assert older["bounce_mail"] == {"hard": 1, "soft": 0}
+
+    lines = cli("--all", "--ledger", str(ledger_path)).stdout.splitlines()
+    assert lines[0].split()[-2:] == ["HARD", "SOFT"]
+    assert lines[1].startswith("weekly-2026-11-27") and lines[1].split()[-2:] == ["2", "1"]
+    assert lines[2].startswith("older") and lines[2].split()[-2:] == ["1", "0"]
+    every = json.loads(cli("--all", "--json", "--ledger", str(ledger_path)).stdout)
+    assert [c["bounce_mail"] for c in every["campaigns"]] == [
+        {"hard": 2, "soft": 1},
+        {"hard": 1, "soft": 0},
+    ]
+
+
+def test_status_names_a_broken_bounce_record_in_one_line(ledger_path: Path) -> None:
+    (ledger_path.parent / RECORD_FILE).write_bytes(b"not a database" * 100)
+    result = cli("--ledger", str(ledger_path))
+    assert result.exit_code == 3
+    assert result.stderr.startswith(f"Error: {ledger_path.parent / RECORD_FILE}: cannot read")
+    assert "Traceback" not in result.output
+
+
+def test_status_and_the_scan_agree_on_where_the_record_is() -> None:
+    assert BOUNCE_RECORD == RECORD_FILE

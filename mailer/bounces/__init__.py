@@ -17,19 +17,24 @@ A message in the bounce mailbox is read (``BounceReader.read``) into a ``Reading
 address at once; a soft one is counted, and an address soft-bounced by ``soft_limit``
 different campaigns is suppressed.
 
-``reader`` reads one message, ``mailboxes`` reads Maildir and mbox, ``actions`` holds the
-store and the scan.
+``reader`` reads one message, ``mailboxes`` reads Maildir and mbox (read-only), ``imap``
+reads an IMAP folder over TLS and moves what was acted on to a done folder, ``actions``
+holds the store and the scan.
 """
 
 from mailer.bounces.actions import (
+    RECORD_FILE,
     SOFT_LIMIT,
+    BounceCounts,
     BounceStore,
     MemoryStore,
     SqliteStore,
     Summary,
     Suppressor,
+    bounce_counts,
     scan,
 )
+from mailer.bounces.imap import IMAPS_PORT, read_imap
 from mailer.bounces.mailboxes import read_maildir, read_mbox
 from mailer.bounces.reader import (
     MAX_MESSAGE,
@@ -44,9 +49,12 @@ from mailer.bounces.reader import (
 )
 
 __all__ = [
+    "IMAPS_PORT",
     "MAX_MESSAGE",
+    "RECORD_FILE",
     "SOFT_LIMIT",
     "Bounce",
+    "BounceCounts",
     "BounceReader",
     "BounceStore",
     "LedgerResolver",
@@ -58,6 +66,8 @@ __all__ = [
     "Summary",
     "Suppressor",
     "auto_reply_marker",
+    "bounce_counts",
+    "read_imap",
     "read_maildir",
     "read_mbox",
     "scan",

@@ -21,6 +21,7 @@ from mailer.bounces.reader import Bounce, BounceReader, Reading, clean
 from mailer.errors import LedgerError
 
 SOFT_LIMIT = 3
+RECORD_FILE = "bounces.sqlite3"  # beside the ledger, unless told otherwise
 
 
 class BounceStore(Protocol):
@@ -90,7 +91,8 @@ _SCHEMA = (
 
 
 class SqliteStore:
-    """A ``BounceStore`` in its own SQLite file (0600), until the ledger records bounces."""
+    """A ``BounceStore`` in its own SQLite file (0600), beside the ledger by default
+    (``RECORD_FILE``); ``bounce_counts`` reads it for ``mailer status``."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -156,17 +158,39 @@ class SqliteStore:
         )
         return int(str(rows[0][0]))
 
-    def per_campaign(self) -> dict[int, dict[str, int]]:
-        """Bounces per campaign and kind (for ``mailer status`` until the ledger has them)."""
-        rows = self._query(
-            "SELECT campaign, kind, count(*) FROM bounces WHERE campaign IS NOT NULL "
-            "GROUP BY campaign, kind",
-            (),
-        )
-        out: dict[int, dict[str, int]] = {}
-        for campaign, kind, count in rows:
-            out.setdefault(int(str(campaign)), {})[str(kind)] = int(str(count))
-        return out
+
+@dataclass(frozen=True, slots=True)
+class BounceCounts:
+    """How many addresses of one campaign bounce mail reported, hard and soft."""
+
+    hard: int = 0
+    soft: int = 0
+
+
+def bounce_counts(path: Path) -> dict[int, BounceCounts] | None:
+    """Addresses reported bouncing per campaign (by VERP tag or Message-ID), from the record
+    a scan keeps, opened read-only; None when no scan has written ``path`` yet."""
+    if not path.is_file():
+        return None
+    try:
+        db = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
+        try:
+            rows = db.execute(
+                "SELECT campaign, kind, count(DISTINCT address) FROM bounces "
+                "WHERE campaign IS NOT NULL GROUP BY campaign, kind"
+            ).fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise LedgerError(f"{path}: cannot read the bounce record ({exc})") from exc
+    out: dict[int, BounceCounts] = {}
+    for campaign, kind, count in rows:
+        known = out.get(int(campaign), BounceCounts())
+        if kind == "hard":
+            out[int(campaign)] = BounceCounts(int(count), known.soft)
+        elif kind == "soft":
+            out[int(campaign)] = BounceCounts(known.hard, int(count))
+    return out
 
 
 @dataclass

@@ -6,7 +6,7 @@ import datetime as dt
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -14,6 +14,13 @@ from mailer.cli.common import plural, reports_errors
 from mailer.errors import LedgerBusy, MailerError
 from mailer.ledger import Campaign, DeliveryRow, Ledger, State, WorkerProgress, is_url
 from mailer.settings import load_settings
+
+if TYPE_CHECKING:
+    from mailer.bounces import BounceCounts
+
+# Where `mailer bounces scan` keeps what it read, beside a ledger file (mailer.bounces'
+# RECORD_FILE; repeated so that `mailer status` imports the bounce reader only when needed).
+BOUNCE_RECORD = "bounces.sqlite3"
 
 # The order in which states are shown: outcomes first, then what is left to do.
 SHOWN: tuple[State, ...] = (
@@ -56,7 +63,8 @@ def status(
         ),
     ] = None,
 ) -> None:
-    """Show a campaign's counts per state and its recent failures with their SMTP replies.
+    """Show a campaign's counts per state and its recent failures with their SMTP replies,
+    and the bounces that `mailer bounces scan` matched to it (hard, soft).
 
     Unknown rows are messages whose data went out but whose reply was never recorded (the
     run died or the connection dropped after the final dot): a resume leaves them alone
@@ -71,15 +79,36 @@ def status(
             hint="a campaign is recorded when it is sent (`mailer digest --send`); "
             "--ledger or MAILER_LEDGER names another file",
         )
+    bounces = _bounce_mail(path)
     with _open(path) as ledger:
         if all_:
-            _show_all(ledger, as_json=as_json)
+            _show_all(ledger, bounces, as_json=as_json)
             return
         chosen = _pick(ledger, campaign)
         if list_ is not None:
             _show_addresses(ledger, chosen, list_, as_json=as_json)
         else:
-            _show_campaign(ledger, chosen, failures=failures, as_json=as_json)
+            _show_campaign(ledger, chosen, bounces, failures=failures, as_json=as_json)
+
+
+def _bounce_mail(path: Path | str) -> dict[int, BounceCounts] | None:
+    """Addresses reported by bounce mail per campaign, from the record beside a ledger file;
+    None when no scan has run there (or the ledger is PostgreSQL, with no file beside it)."""
+    if is_url(path):
+        return None
+    record = Path(path).parent / BOUNCE_RECORD
+    if not record.is_file():
+        return None
+    from mailer.bounces import bounce_counts
+
+    return bounce_counts(record)
+
+
+def _bounce_json(bounces: dict[int, BounceCounts] | None, campaign: Campaign) -> Any:
+    if bounces is None:
+        return None
+    found = bounces.get(campaign.id)
+    return {"hard": found.hard if found else 0, "soft": found.soft if found else 0}
 
 
 def _open(path: Path | str) -> Ledger:
@@ -109,11 +138,15 @@ def _pick(ledger: Ledger, name: str | None) -> Campaign:
     return found
 
 
-def _show_all(ledger: Ledger, *, as_json: bool) -> None:
+def _show_all(ledger: Ledger, bounces: dict[int, BounceCounts] | None, *, as_json: bool) -> None:
     campaigns = ledger.campaigns()
     if as_json:
         payload = [
-            {**_campaign_json(each), "counts": _counts_json(ledger.counts(each))}
+            {
+                **_campaign_json(each),
+                "counts": _counts_json(ledger.counts(each)),
+                "bounce_mail": _bounce_json(bounces, each),
+            }
             for each in campaigns
         ]
         print(json.dumps({"ledger": str(ledger.path), "campaigns": payload}, indent=2))
@@ -123,10 +156,15 @@ def _show_all(ledger: Ledger, *, as_json: bool) -> None:
         return
     width = max(len("CAMPAIGN"), *(len(each.name) for each in campaigns))
     columns = "".join(f"{state.value:>10}" for state in SHOWN)
+    if bounces is not None:  # bounce mail, once `mailer bounces scan` has run
+        columns += f"{'hard':>7}{'soft':>7}"
     print(f"{'CAMPAIGN':<{width}}  {'KIND':<8}{'STARTED':<18}{'TOTAL':>8}{columns.upper()}")
     for each in campaigns:
         counts = ledger.counts(each)
         numbers = "".join(f"{counts[state]:>10,}" for state in SHOWN)
+        if bounces is not None:
+            found = bounces.get(each.id)
+            numbers += f"{found.hard if found else 0:>7,}{found.soft if found else 0:>7,}"
         print(
             f"{each.name:<{width}}  {each.kind:<8}{_when(each.created_at):<18}"
             f"{each.frozen_count:>8,}{numbers}"
@@ -143,7 +181,14 @@ def _show_addresses(ledger: Ledger, campaign: Campaign, state: State, *, as_json
         print(address)
 
 
-def _show_campaign(ledger: Ledger, campaign: Campaign, *, failures: int, as_json: bool) -> None:
+def _show_campaign(
+    ledger: Ledger,
+    campaign: Campaign,
+    bounces: dict[int, BounceCounts] | None,
+    *,
+    failures: int,
+    as_json: bool,
+) -> None:
     counts = ledger.counts(campaign)
     recent = ledger.recent_failures(campaign, failures) if failures else []
     hard = len(ledger.hard_bounces(campaign))
@@ -155,6 +200,7 @@ def _show_campaign(ledger: Ledger, campaign: Campaign, *, failures: int, as_json
             "campaign": _campaign_json(campaign),
             "counts": _counts_json(counts),
             "hard_bounces": hard,
+            "bounce_mail": _bounce_json(bounces, campaign),
             "recent_failures": [_row_json(row) for row in recent],
         }
         if workers:
@@ -164,7 +210,8 @@ def _show_campaign(ledger: Ledger, campaign: Campaign, *, failures: int, as_json
             ]
         print(json.dumps(document, indent=2))
         return
-    for line in _describe(ledger, campaign, counts, recent, hard, workers):
+    mail = _bounce_json(bounces, campaign)
+    for line in _describe(ledger, campaign, counts, recent, hard, workers, mail):
         print(line)
 
 
@@ -180,6 +227,7 @@ def _describe(
     recent: list[DeliveryRow],
     hard: int,
     workers: list[WorkerProgress],
+    bounce_mail: dict[str, int] | None,
 ) -> Iterator[str]:
     yield f"Campaign  {campaign.name} ({campaign.kind})"
     if campaign.subject:
@@ -197,6 +245,12 @@ def _describe(
     yield ""
     for state in SHOWN:
         yield f"  {state.value:<10}{counts[state]:>10,}"
+    if bounce_mail is not None:
+        yield ""
+        yield (
+            f"Bounces   {plural(bounce_mail['hard'], 'address', 'addresses')} hard, "
+            f"{bounce_mail['soft']:,} soft, in bounce mail read by `mailer bounces scan`"
+        )
     if workers:
         yield ""
         yield "Senders:"
