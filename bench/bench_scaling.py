@@ -12,8 +12,7 @@ each (N over the wall time from the first start to the last exit) and the ratio;
 target is 2.5x with 3 senders. With --sqlite, one sender on a SQLite ledger is measured too,
 for the cost of PostgreSQL against the embedded default (target: at least 0.8x).
 
-Until the CLI takes a postgresql:// MAILER_LEDGER, each child opens the URL through a
-shim: `Ledger.open` is pointed at it before the real CLI runs (SHIM below).
+Each sender is `python -m mailer digest --send --yes` with MAILER_LEDGER set to the URL.
 """
 
 from __future__ import annotations
@@ -33,13 +32,6 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_send as bs  # a sibling script, not a package
-
-SHIM = (
-    "import sys; from mailer.ledger import api; url = sys.argv.pop(1); "
-    "_open = api.Ledger.open.__func__; "
-    "api.Ledger.open = classmethod(lambda cls, path, **kw: _open(cls, url, **kw)); "
-    "sys.argv[0] = 'mailer'; from mailer.__main__ import main; main()"
-)
 
 
 def new_database(admin: str, name: str) -> str:
@@ -98,7 +90,9 @@ def main() -> int:
             postgres = ledger.startswith("postgresql")
             file = root / f"{label}.sqlite3"
             env = bs.child_env(proxy.port, file)
-            argv = [sys.executable, *(["-c", SHIM, ledger] if postgres else ["-m", "mailer"])]
+            if postgres:
+                env["MAILER_LEDGER"] = ledger
+            argv = [sys.executable, "-m", "mailer"]
             start = time.perf_counter()
             children = [
                 subprocess.Popen(

@@ -27,11 +27,13 @@ def _interrupted() -> None:
 
 
 def main() -> None:
-    """Run the CLI. SIGTERM and SIGHUP are handled before the (slow) imports, so that a
-    signal at any moment ends the command with 75, never a traceback or a kill; once the
-    command is done, a late signal changes nothing."""
+    """Run the CLI. SIGINT, SIGTERM and SIGHUP are handled before anything is imported, so
+    that a signal at any moment ends the command with 75, never a traceback or a kill; once
+    the command is done, a late signal changes nothing."""
     try:
-        for sig in (signal.SIGTERM, signal.SIGHUP):
+        # SIGINT too: until a command runs (which turns Ctrl-C into 75 itself), Typer would
+        # make a KeyboardInterrupt a silent exit 130.
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, _unwind)
         from mailer.cli import app
 

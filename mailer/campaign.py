@@ -72,6 +72,8 @@ class Postmark:
             sender = return_path(self.bounce_address, self.secret, campaign.id, email)
         data = self.signer.sign(message.data) if self.signer is not None else message.data
         return replace(message, sender=sender, data=data)
+
+
 HARD_BOUNCE_NOTE = "hard bounce (5.1.x) during delivery"
 KEPT_FAILURES = 100  # failed, deferred and unknown results an outcome keeps, for display
 

@@ -418,7 +418,7 @@ def deliver_forward(
     transport = transport or SMTPTransport(settings.smtp_config())
     policy = settings.delivery_policy()
     postmark = Postmark.from_settings(settings)
-    with Ledger.open(settings.ledger, wait=ledger_wait) as ledger:
+    with Ledger.open(settings.ledger, wait=ledger_wait, lease=settings.ledger_lease) as ledger:
         asked = request.friends
         request = check_forward_limits(ledger, request, quota=settings.forward_daily_quota)
         delivered = Delivered(request, [f for f in asked if f not in request.friends])

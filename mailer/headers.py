@@ -317,3 +317,27 @@ def normalise_email(value: str) -> str:
 def address_key(email: str) -> str:
     """The case-insensitive identity of a normalised address (duplicates, suppression)."""
     return email.lower()
+
+
+def split_from(value: str) -> tuple[str | None, str]:
+    """``Name <address>``, ``"Name" <address>`` or an address, as (name, address). The name
+    goes into the From header: a line break, a control or invisible character, or an RFC 2047
+    encoded word (which could hide anything from the check) is a ``ValueError``."""
+    text = value.strip()
+    start = text.rfind("<")
+    if (start >= 0) != text.endswith(">"):
+        raise ValueError("write it as an address, or as Name <address>")
+    if start < 0:
+        return None, text
+    address, name = text[start + 1 : -1].strip(), text[:start].strip()
+    if len(name) >= 2 and name[0] == name[-1] == '"':
+        name = re.sub(r"\\(.)", r"\1", name[1:-1]).strip()
+    if any(char in name for char in '<>"'):
+        raise ValueError("the name must not contain <, > or quotes")
+    if ENCODED_WORD_RE.search(name):
+        raise ValueError("the name must be plain text, not an encoded word (=?...?=)")
+    try:
+        check_visible("the name", name)
+    except HeaderError as exc:
+        raise ValueError(exc.message) from None
+    return name or None, address

@@ -30,6 +30,7 @@ from mailer.headers import (
     is_web_url,
     list_id_problem,
     slugify,
+    split_from,
     unsubscribe_mailto_problem,
     unsubscribe_url_problem,
 )
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 SAMPLE_SECRET_KEY = "sample-secret-key-change-me"
 SAMPLE_FROM = "newsletter@example.com"
 SAMPLE_UNSUBSCRIBE_URL = "https://example.com/unsubscribe"
+SAMPLE_DOMAIN = "example.com"
 # HMAC-SHA256 takes keys of any length, but a key shorter than its 32-byte output is easier
 # to guess than the MAC it makes.
 MIN_SECRET_KEY_BYTES = 32
@@ -102,7 +104,9 @@ class Settings(BaseSettings):
     article_base_url: str | None = None
     clutter_patterns: list[str] = Field(default_factory=list)
 
-    ledger: Path = Path(".mailer/ledger.sqlite3")
+    # A file (SQLite, the default) or postgresql://… for several senders on several machines.
+    ledger: Path | str = Path(".mailer/ledger.sqlite3")
+    ledger_lease: float = Field(10.0, ge=1, le=3600)  # PostgreSQL: a silent sender's claims
     concurrency: int = Field(8, ge=1, le=256)
     rate: float | None = Field(None, ge=0.001)  # below, a run would wait for ever
     max_attempts: int = Field(4, ge=1, le=50)
@@ -140,10 +144,25 @@ class Settings(BaseSettings):
             ) from None
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _name_from_from(cls, data: Any) -> Any:
+        # MAILER_FROM="Name <address>": the name names the newsletter unless
+        # MAILER_NEWSLETTER_NAME is set. What does not split is left to the field's check.
+        for key in ("MAILER_FROM", "from_address") if isinstance(data, dict) else ():
+            try:
+                name, address = split_from(data[key])
+            except (KeyError, TypeError, ValueError, AttributeError):
+                continue
+            data = {**data, key: address}
+            if name and "newsletter_name" not in data:
+                data["newsletter_name"] = name
+        return data
+
     @field_validator("from_address")
     @classmethod
     def _from(cls, value: str) -> str:
-        return _normalise_address(value)
+        return _normalise_address(split_from(value)[1])
 
     @field_validator("reply_to")
     @classmethod
@@ -162,27 +181,33 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _dkim_pairs(self) -> Settings:
-        pairs = [
-            (
-                "MAILER_DKIM_SELECTOR",
-                self.dkim_selector,
-                "MAILER_DKIM_KEY_FILE",
-                self.dkim_key_file,
-            ),
-            (
-                "MAILER_DKIM_ED25519_SELECTOR",
-                self.dkim_ed25519_selector,
-                "MAILER_DKIM_ED25519_KEY_FILE",
-                self.dkim_ed25519_key_file,
-            ),
-        ]
-        for selector_name, selector, file_name, key_file in pairs:
+        for kind in ("", "ED25519_"):
+            names = (f"MAILER_DKIM_{kind}SELECTOR", f"MAILER_DKIM_{kind}KEY_FILE")
+            selector, key_file = (getattr(self, n.removeprefix("MAILER_").lower()) for n in names)
             if bool(selector) != bool(key_file):
-                given, missing = (
-                    (selector_name, file_name) if selector else (file_name, selector_name)
-                )
+                given, missing = names if selector else names[::-1]
                 raise ValueError(f"{given} is set, so {missing} must be set too")
         return self
+
+    @field_validator("ledger", mode="before")
+    @classmethod
+    def _ledger(cls, value: object) -> Path | str:
+        text = str(value)
+        if text.startswith(("postgresql://", "postgres://")):
+            return text  # a URL, as it is (it may hold a password: never echoed)
+        if not text.strip():
+            raise ValueError("must be a file path or a postgresql:// URL")
+        return Path(text)
+
+    @property
+    def data_dir(self) -> Path:
+        """Where the files beside the ledger live (the bounce record, DKIM keys): the ledger
+        file's folder, or ``.mailer`` when the ledger is a database."""
+        return self.ledger.parent if isinstance(self.ledger, Path) else Path(".mailer")
+
+    def ledger_is_there(self) -> bool:
+        """Whether a send has recorded anything yet (a database is always there)."""
+        return not isinstance(self.ledger, Path) or self.ledger.is_file()
 
     @field_validator("public_url")
     @classmethod
@@ -375,6 +400,22 @@ class Settings(BaseSettings):
             return ipaddress.ip_address(self.smtp_host).is_loopback
         except ValueError:
             return False
+
+    def require_sendable(self) -> None:
+        """Before real mail goes out: no sample key, From address or unsubscribe link."""
+        self.require_real_secret()
+        if self.from_domain.lower() in (SAMPLE_DOMAIN, "www." + SAMPLE_DOMAIN):
+            raise ConfigError(
+                f"setting MAILER_FROM: {self.from_address} is the sample address; refusing to send",
+                hint="set MAILER_FROM to your own, e.g. MAILER_FROM='The Weekly <news@your.org>'",
+            )
+        if self.unsubscribe_url == SAMPLE_UNSUBSCRIBE_URL:
+            raise ConfigError(
+                f"setting MAILER_UNSUBSCRIBE_URL: {SAMPLE_UNSUBSCRIBE_URL} is the sample link; "
+                "refusing to send",
+                hint="set MAILER_PUBLIC_URL to the https:// address `mailer serve` answers at "
+                "(links go to <it>/unsubscribe), or MAILER_UNSUBSCRIBE_URL",
+            )
 
     def require_real_secret(self) -> None:
         """Sending real mail with the public sample key would let anyone forge unsubscribes."""

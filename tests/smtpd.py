@@ -186,6 +186,12 @@ class _Controller(Controller):
         return server
 
 
+# What a test send is from, and where its unsubscribe links go: not the samples, which
+# --send refuses. Tests that check these values read them from here (or from the env).
+TEST_FROM = "newsletter@example.org"
+TEST_UNSUBSCRIBE_URL = "https://news.example.org/unsubscribe"
+
+
 @dataclass
 class Server:
     host: str
@@ -200,6 +206,9 @@ class Server:
             "MAILER_SMTP_TIMEOUT": "5",
             "MAILER_SECRET_KEY": "test-secret-key-0123456789-abcdefghijklmnop",
             "MAILER_RETRY_BASE_DELAY": "0.02",
+            # --send refuses the sample From address and unsubscribe link (issue 13).
+            "MAILER_FROM": TEST_FROM,
+            "MAILER_UNSUBSCRIBE_URL": TEST_UNSUBSCRIBE_URL,
         }
         values.update(extra)
         return values

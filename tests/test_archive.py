@@ -102,6 +102,7 @@ def test_a_real_send_archives_its_issue_before_the_mail_and_without_personal_dat
         result = invoke(
             "digest",
             "--send",
+            "--yes",
             "--date",
             DATE,
             env=server.env(MAILER_PUBLIC_URL=SITE, MAILER_SECRET_KEY=key),

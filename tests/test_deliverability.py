@@ -24,7 +24,7 @@ SECRET = Server("", 0, Recorder()).env()["MAILER_SECRET_KEY"]
 
 def keygen(selector: str, kind: str, folder: Path) -> tuple[Path, str]:
     result = invoke(
-        "dkim", "keygen", "--selector", selector, "--kind", kind, "--domain", "example.com",
+        "dkim", "keygen", "--selector", selector, "--kind", kind, "--domain", "example.org",
         "--out-dir", str(folder),
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -35,7 +35,7 @@ def keygen(selector: str, kind: str, folder: Path) -> tuple[Path, str]:
 
 
 def dns_for(records: dict[str, str]):  # type: ignore[no-untyped-def]
-    table = {f"{s}._domainkey.example.com.".encode(): r.encode() for s, r in records.items()}
+    table = {f"{s}._domainkey.example.org.".encode(): r.encode() for s, r in records.items()}
 
     def lookup(name: bytes, timeout: int = 5) -> bytes | None:
         return table.get(name)
@@ -48,7 +48,7 @@ def keys(sample: Path) -> dict[str, str]:
     rsa_path, rsa_record = keygen("rsa2026", "rsa", sample / "keys")
     ed_path, ed_record = keygen("ed2026", "ed25519", sample / "keys")
     return {
-        "MAILER_FROM": "news@example.com",
+        "MAILER_FROM": "news@example.org",
         "MAILER_BOUNCE_ADDRESS": BOUNCES,
         "MAILER_DKIM_SELECTOR": "rsa2026",
         "MAILER_DKIM_KEY_FILE": str(rsa_path),
@@ -68,7 +68,9 @@ def test_a_sent_digest_has_a_tagged_return_path_and_two_dkim_signatures(
 ) -> None:
     lookup = dns_for({"rsa2026": keys["_rsa"], "ed2026": keys["_ed"]})
     with smtp_server() as server:
-        result = invoke("digest", "--date", DATE, "--send", env=server.env(**settings_env(keys)))
+        result = invoke(
+            "digest", "--date", DATE, "--send", "--yes", env=server.env(**settings_env(keys))
+        )
         assert result.exit_code == 0, result.output
         received = server.recorder.received
     assert len(received) >= 3  # every subscriber of the sample list
@@ -113,7 +115,7 @@ def test_a_broken_key_file_stops_the_send_before_anything_is_frozen(
     bad.write_text("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
     env = settings_env(keys) | {"MAILER_DKIM_KEY_FILE": str(bad)}
     with smtp_server() as server:
-        result = invoke("digest", "--date", DATE, "--send", env=server.env(**env))
+        result = invoke("digest", "--date", DATE, "--send", "--yes", env=server.env(**env))
         assert server.recorder.received == []
     assert result.exit_code == 2
     (line,) = error_lines(result)
@@ -145,7 +147,10 @@ def test_a_bounce_to_the_return_path_suppresses_and_the_next_issue_leaves_it_out
 ) -> None:
     env = settings_env(keys)
     with smtp_server() as server:
-        assert invoke("digest", "--date", DATE, "--send", env=server.env(**env)).exit_code == 0
+        assert (
+            invoke("digest", "--date", DATE, "--send", "--yes", env=server.env(**env)).exit_code
+            == 0
+        )
         first = {m.recipients[0].lower(): m.sender for m in server.recorder.received}
     victim = sorted(first)[0]
     return_path = first[victim]
@@ -170,7 +175,7 @@ def test_a_bounce_to_the_return_path_suppresses_and_the_next_issue_leaves_it_out
     again = invoke("bounces", "scan", "--maildir", str(sample / "Maildir"), env=server.env(**env))
     assert again.exit_code == 0, again.output
     with smtp_server() as server:
-        result = invoke("digest", "--date", "2026-12-04", "--days", "14", "--send",
+        result = invoke("digest", "--date", "2026-12-04", "--days", "14", "--send", "--yes",
                         env=server.env(**env))  # fmt: skip
         assert result.exit_code == 0, result.output
         second = {m.recipients[0].lower() for m in server.recorder.received}

@@ -51,7 +51,7 @@ def env(server: Server, sample: Path, **extra: str) -> dict[str, str]:
 
 def start(server: Server, sample: Path, *args: str, **extra: str) -> subprocess.Popen[str]:
     """``mailer digest --send --list crowd ARGS``; ``extra`` may hold more than MAILER_*."""
-    argv = ["digest", "--send", "--list", "crowd", *args]
+    argv = ["digest", "--send", "--yes", "--list", "crowd", *args]
     return start_mailer(*argv, cwd=sample, env=env(server, sample, **extra))
 
 

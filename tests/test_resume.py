@@ -35,7 +35,7 @@ def _env(server: Server, sample: Path) -> dict[str, str]:
 
 
 def _start(server: Server, sample: Path, *extra: str) -> subprocess.Popen[str]:
-    argv = ["digest", "--send", "--date", DATE, "--list", "crowd"]
+    argv = ["digest", "--send", "--yes", "--date", DATE, "--list", "crowd"]
     argv += ["--concurrency", str(CONCURRENCY), *extra]
     return start_mailer(*argv, cwd=sample, env=_env(server, sample))
 

@@ -277,7 +277,17 @@ def test_digest_send_300_recipients_with_550_and_451(big_list: Path) -> None:
     )
     with smtp_server(recorder) as server:
         result = invoke(
-            *("digest", "--send", "--date", "2026-11-27", "--list", "big", "--concurrency", "6"),
+            *(
+                "digest",
+                "--send",
+                "--yes",
+                "--date",
+                "2026-11-27",
+                "--list",
+                "big",
+                "--concurrency",
+                "6",
+            ),
             env=server.env(),
         )
     assert result.exit_code == 1, result.output
@@ -298,11 +308,13 @@ def test_digest_send_300_recipients_with_550_and_451(big_list: Path) -> None:
 def test_digest_send_exit_0_when_all_sent_and_refuses_sample_secret(sample: Path) -> None:
     with smtp_server() as server:
         env = server.env()
-        done = run_mailer("digest", "--send", "--date", "2026-11-27", cwd=sample, env=env)
+        done = run_mailer("digest", "--send", "--yes", "--date", "2026-11-27", cwd=sample, env=env)
         assert done.returncode == 0, done.stderr
         assert len(server.recorder.received) == 5
         env.pop("MAILER_SECRET_KEY")
-        refused = run_mailer("digest", "--send", "--date", "2026-11-27", cwd=sample, env=env)
+        refused = run_mailer(
+            "digest", "--send", "--yes", "--date", "2026-11-27", cwd=sample, env=env
+        )
     assert refused.returncode == 2
     assert "MAILER_SECRET_KEY" in refused.stderr and "Traceback" not in refused.stderr
     assert len(server.recorder.received) == 5
@@ -333,7 +345,17 @@ def test_digest_skips_suppressed_and_suppresses_hard_bounces(big_list: Path) -> 
     )
     recorder = Recorder(refuse={"reader5@example.org": "550 5.1.1 no such user"})
     with smtp_server(recorder) as server:
-        args = ["digest", "--send", "--date", "2026-11-27", "--list", "big", "--limit", "10"]
+        args = [
+            "digest",
+            "--send",
+            "--yes",
+            "--date",
+            "2026-11-27",
+            "--list",
+            "big",
+            "--limit",
+            "10",
+        ]
         first = invoke(*args, env=server.env())
         assert first.exit_code == 1, first.output
         assert "Skipped 1 suppressed address." in first.output

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import Result
 
 from mailer.bounces import RECORD_FILE, Bounce, Reading, SqliteStore
-from mailer.cli.status import BOUNCE_RECORD
+from mailer.cli.report import BOUNCE_RECORD
 from mailer.delivery import is_hard_bounce
 from mailer.ledger import Campaign, Ledger
 from mailer.models import Recipient, SendResult, Status
@@ -239,3 +239,10 @@ def test_status_names_a_broken_bounce_record_in_one_line(ledger_path: Path) -> N
 
 def test_status_and_the_scan_agree_on_where_the_record_is() -> None:
     assert BOUNCE_RECORD == RECORD_FILE
+
+
+def test_the_states_named_in_the_help_are_the_ledger_s() -> None:
+    from mailer.cli.status import STATES
+    from mailer.ledger import State
+
+    assert STATES.split(", ") == [state.value for state in State]

@@ -37,7 +37,7 @@ def env(server: Server, **extra: str) -> dict[str, str]:
 
 
 def send(server: Server, *args: str, **extra: str) -> Result:
-    return invoke("digest", "--send", "--date", DATE, *args, env=env(server, **extra))
+    return invoke("digest", "--send", "--yes", "--date", DATE, *args, env=env(server, **extra))
 
 
 def status(server: Server, *args: str) -> dict[str, object]:

@@ -38,7 +38,7 @@ def env(server: Server, sample: Path | None = None, **extra: str) -> dict[str, s
 
 
 def send(server: Server, *args: str, **extra: str) -> Any:
-    return invoke("digest", "--send", "--date", DATE, *args, env=env(server, **extra))
+    return invoke("digest", "--send", "--yes", "--date", DATE, *args, env=env(server, **extra))
 
 
 def counts(server: Server, **extra: str) -> dict[str, int]:
@@ -237,7 +237,7 @@ def test_bad_values_are_one_error_line_and_nothing_is_sent(
         values = env(server, **extra)
         if extra.get("MAILER_TIMEZONE") == "":
             del values["MAILER_TIMEZONE"]
-        result = invoke("digest", "--send", *args, env=values)
+        result = invoke("digest", "--send", "--yes", *args, env=values)
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert result.exit_code == 2, result.output
     assert len(errors) == 1 and says in errors[0], result.output
@@ -249,7 +249,9 @@ def test_bad_values_are_one_error_line_and_nothing_is_sent(
 
 def _start(server: Server, sample: Path, *args: str, **extra: str) -> subprocess.Popen[str]:
     variables = {**env(server, sample), **extra}
-    return start_mailer("digest", "--send", "--list", "crowd", *args, cwd=sample, env=variables)
+    return start_mailer(
+        "digest", "--send", "--yes", "--list", "crowd", *args, cwd=sample, env=variables
+    )
 
 
 @pytest.mark.slow

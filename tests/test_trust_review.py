@@ -35,7 +35,7 @@ def env(server: Server, **extra: str) -> dict[str, str]:
 
 
 def send(server: Server, **extra: str) -> Any:
-    args = ("digest", "--send", "--date", "2026-11-27", "--list", "crowd")
+    args = ("digest", "--send", "--yes", "--date", "2026-11-27", "--list", "crowd")
     return invoke(*args, env=env(server, **extra))
 
 
@@ -158,7 +158,7 @@ def test_a_campaign_resumes_after_its_list_file_is_gone(sample: Path) -> None:
         ledger = {"MAILER_LEDGER": str(sample / "state" / "fresh.sqlite3")}
 
         def run(date: str, *extra: str) -> Any:
-            args = ("digest", "--send", "--date", date, "--list", "crowd", *extra)
+            args = ("digest", "--send", "--yes", "--date", date, "--list", "crowd", *extra)
             return invoke(*args, env=env(server, **ledger))
 
         first = run("2026-11-27", "--limit", "2")

@@ -1,5 +1,9 @@
 """The command line: one module per command group; each command parses, calls the library,
-and reports. Nothing imports it but the ``mailer`` script and ``python -m mailer``."""
+and reports. Nothing imports it but the ``mailer`` script and ``python -m mailer``.
+
+Start-up matters (``mailer --help`` should answer at once): the command modules declare
+their options at module level and import the library inside the commands.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,10 @@ from typing import Annotated
 import typer
 
 from mailer import __version__
-from mailer.cli import archive, bounces, digest, forward, importer, lists, serve, status
+from mailer.cli import archive, bounces, digest, forward, importer, init, lists, serve, status
 
 app = typer.Typer(
     name="mailer",
-    help="Weekly digests and send-to-a-friend mail from article files.",
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
     add_completion=False,
@@ -38,12 +41,15 @@ def _root(
 ) -> None:
     """Weekly digests and send-to-a-friend mail from article files.
 
-    Exit codes: 0 all sent, 1 some recipients failed, were deferred or are unknown, 2 usage,
-    configuration or input error, 3 the run stopped (authentication, TLS, unreachable
-    server, relay refusing us), 75 interrupted and resumable.
+    Start with `mailer init` in a new folder. Exit codes: 0 nothing failed (also when --limit
+    left recipients for later, or a question was answered no), 1 some recipients failed,
+    were deferred or are unknown, 2 usage, configuration or input error (including a --send
+    refused for sample settings or without --yes), 3 the run stopped (authentication, TLS,
+    unreachable server, relay refusing us), 75 interrupted and resumable.
     """
 
 
+init.register(app)
 digest.register(app)
 lists.register(app)
 status.register(app)

@@ -8,13 +8,8 @@ from typing import Annotated
 
 import typer
 
-from mailer.archive import Pages, Store, issue_of, write_site
 from mailer.cli.common import err, plural, reports_errors
 from mailer.errors import InputError
-from mailer.headers import issue_date_from_text
-from mailer.pipeline import DigestOptions, newsletter_context, select_issue
-from mailer.render import make_environment
-from mailer.settings import load_settings
 
 archive_app = typer.Typer(
     name="archive",
@@ -33,25 +28,32 @@ def register(app: typer.Typer) -> None:
 def build(
     date: Annotated[
         str | None,
-        typer.Option(help="Issue date, YYYY-MM-DD (default: today in MAILER_TIMEZONE)."),
+        typer.Option(
+            metavar="DATE", help="Issue date, YYYY-MM-DD (default: today in MAILER_TIMEZONE)."
+        ),
     ] = None,
     days: Annotated[
-        int, typer.Option(min=1, max=3660, help="Days the issue covers, ending on --date.")
+        int,
+        typer.Option(metavar="N", min=1, max=3660, help="Days the issue covers, ending on --date."),
     ] = 7,
     max_articles: Annotated[
-        int | None, typer.Option(min=1, help="At most this many articles, newest first.")
+        int | None,
+        typer.Option(metavar="N", min=1, help="At most this many articles, newest first."),
     ] = None,
     subject: Annotated[
-        str | None, typer.Option(help="Subject line (default: '<name>: week of <date>').")
+        str | None,
+        typer.Option(metavar="TEXT", help="Subject line (default: 'NEWSLETTER: week of DATE')."),
     ] = None,
     articles: Annotated[
-        Path | None, typer.Option(help="Folder of article files [MAILER_ARTICLES_DIR].")
+        Path | None,
+        typer.Option(metavar="DIR", help="Folder of article files [MAILER_ARTICLES_DIR]."),
     ] = None,
     out: Annotated[
         Path | None,
         typer.Option(
+            metavar="DIR",
             help="Also write every archive page as static files into this folder "
-            "(issues/, articles/, feed.xml); other files there are left alone."
+            "(issues/, articles/, feed.xml); other files there are left alone.",
         ),
     ] = None,
     pages_only: Annotated[
@@ -69,6 +71,11 @@ def build(
     again from the articles as they are now). With --out, every page of the archive is
     written as static files too.
     """
+    from mailer.archive import Pages, Store, issue_of, write_site
+    from mailer.pipeline import DigestOptions, newsletter_context, select_issue
+    from mailer.render import make_environment
+    from mailer.settings import load_settings
+
     settings = load_settings(articles_dir=articles)
     if pages_only and out is None:
         raise InputError("--pages-only: give --out DIR, the folder to write the pages into")
@@ -95,6 +102,8 @@ def build(
 
 
 def _parse_date(value: str) -> dt.date:
+    from mailer.headers import issue_date_from_text
+
     day = issue_date_from_text(value)
     if day is None:
         raise InputError(f"--date: {value[:40]!r} is not a date (use YYYY-MM-DD)")

@@ -7,26 +7,16 @@ import enum
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from mailer.bounces import (
-    BounceReader,
-    LedgerResolver,
-    NoResolver,
-    Resolver,
-    SqliteStore,
-    read_maildir,
-    read_mbox,
-    scan,
-)
 from mailer.cli.common import reports_errors
-from mailer.dkim import keygen
 from mailer.errors import ConfigError, MailerError
-from mailer.ledger import Ledger
-from mailer.settings import SAMPLE_SECRET_KEY, Settings, load_settings
-from mailer.suppression import Suppression
+
+if TYPE_CHECKING:
+    from mailer.bounces import Resolver
+    from mailer.settings import Settings
 
 RECORD_FILE = "bounces.sqlite3"
 KEY_DIR = "dkim"
@@ -63,7 +53,10 @@ def register(app: typer.Typer) -> None:
 @contextlib.contextmanager
 def _resolver(settings: Settings) -> Iterator[Resolver]:
     """The ledger, read-only, to match bounces by Message-ID and short VERP tags."""
-    if not settings.ledger.is_file():
+    from mailer.bounces import LedgerResolver, NoResolver
+    from mailer.ledger import Ledger
+
+    if not settings.ledger_is_there():
         yield NoResolver()
         return
     ledger = Ledger.open(settings.ledger, readonly=True)
@@ -77,13 +70,17 @@ def _resolver(settings: Settings) -> Iterator[Resolver]:
 @reports_errors
 def scan_command(
     maildir: Annotated[
-        Path | None, typer.Option(help="Read this Maildir (read-only: nothing is moved).")
+        Path | None,
+        typer.Option(metavar="DIR", help="Read this Maildir (read-only: nothing is moved)."),
     ] = None,
-    mbox: Annotated[Path | None, typer.Option(help="Read this mbox file (never written).")] = None,
+    mbox: Annotated[
+        Path | None, typer.Option(metavar="FILE", help="Read this mbox file (never written).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     soft_limit: Annotated[
         int | None,
         typer.Option(
+            metavar="N",
             min=1,
             help="Suppress an address after soft bounces from this many campaigns "
             "[MAILER_SOFT_BOUNCE_LIMIT, 3].",
@@ -93,13 +90,16 @@ def scan_command(
     record: Annotated[
         Path | None,
         typer.Option(
+            metavar="FILE",
             help=f"Where scans remember what they read [next to the ledger: {RECORD_FILE}].",
             show_default=False,
         ),
     ] = None,
     ledger_file: Annotated[
         Path | None,
-        typer.Option("--ledger", help="Ledger file [MAILER_LEDGER].", show_default=False),
+        typer.Option(
+            "--ledger", metavar="FILE", help="Ledger file [MAILER_LEDGER].", show_default=False
+        ),
     ] = None,
 ) -> None:
     """Read bounce mail: suppress hard bounces at once, soft ones after --soft-limit campaigns.
@@ -108,6 +108,10 @@ def scan_command(
     Message-ID in the ledger; auto-replies are ignored; a message read before is skipped,
     so running it again (from cron) changes nothing.
     """
+    from mailer.bounces import BounceReader, SqliteStore, read_maildir, read_mbox, scan
+    from mailer.settings import SAMPLE_SECRET_KEY, load_settings
+    from mailer.suppression import Suppression
+
     if (maildir is None) == (mbox is None):
         raise MailerError("give exactly one of --maildir DIR and --mbox FILE")
     settings = load_settings(ledger=ledger_file)
@@ -122,7 +126,7 @@ def scan_command(
         )
     with (
         _resolver(settings) as resolver,
-        SqliteStore(record or settings.ledger.parent / RECORD_FILE) as store,
+        SqliteStore(record or settings.data_dir / RECORD_FILE) as store,
     ):
         reader = BounceReader(secret, resolver)
         limit = soft_limit if soft_limit is not None else settings.soft_bounce_limit
@@ -136,24 +140,37 @@ def scan_command(
 @dkim_app.command("keygen")
 @reports_errors
 def keygen_command(
-    selector: Annotated[str, typer.Option(help="The DKIM selector, e.g. mail2026.")],
-    kind: Annotated[KeyKind, typer.Option(help="Key type.")] = KeyKind.rsa,
+    selector: Annotated[
+        str, typer.Option(metavar="NAME", help="The DKIM selector, e.g. mail2026.")
+    ],
+    kind: Annotated[
+        KeyKind, typer.Option(metavar="KIND", help="Key type: rsa or ed25519.")
+    ] = KeyKind.rsa,
     domain: Annotated[
         str | None,
-        typer.Option(help="Signing domain [the domain of MAILER_FROM].", show_default=False),
+        typer.Option(
+            metavar="DOMAIN",
+            help="Signing domain [the domain of MAILER_FROM].",
+            show_default=False,
+        ),
     ] = None,
     out_dir: Annotated[
         Path | None,
         typer.Option(
-            help=f"Folder for the key [next to the ledger: {KEY_DIR}/].", show_default=False
+            metavar="DIR",
+            help=f"Folder for the key [next to the ledger: {KEY_DIR}/].",
+            show_default=False,
         ),
     ] = None,
 ) -> None:
     """Write a new DKIM private key (mode 0600, never over an existing file) and print the
     DNS TXT record to publish for it."""
+    from mailer.dkim import keygen
+    from mailer.settings import load_settings
+
     settings = load_settings()
     signing_domain = domain or settings.from_address.rpartition("@")[2]
-    made = keygen(selector, kind.value, out_dir or settings.ledger.parent / KEY_DIR, signing_domain)
+    made = keygen(selector, kind.value, out_dir or settings.data_dir / KEY_DIR, signing_domain)
     print(f"Wrote {made.path} (readable by you only). Publish this DNS record:")
     print()
     print(made.record)

@@ -10,17 +10,51 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from types import FrameType
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 import typer
+from typer import _click as click  # the click that Typer carries (its own copy)
+from typer.core import TyperCommand
 
-from mailer.campaign import Outcome
 from mailer.errors import EXIT_INCOMPLETE, EXIT_OK, EXIT_RESUMABLE, Interrupted, MailerError
-from mailer.ledger import State
-from mailer.models import Status
+
+if TYPE_CHECKING:
+    from mailer.campaign import Outcome
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+class Command(TyperCommand):
+    """A command whose help shows an argument by its placeholder alone: ``EMAIL``, or
+    ``[EMAIL]`` when optional, where Typer would show ``{EMAIL}`` and ``EMAIL <str>``."""
+
+    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if param.param_type_name != "argument":
+                pieces += param.get_usage_pieces(ctx)
+                continue
+            name = param.metavar or (param.name or "").upper()
+            name = name if param.required else f"[{name}]"
+            pieces.append(name + ("..." if param.nargs != 1 else ""))
+        return pieces
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        arguments: list[tuple[str, str]] = []
+        options: list[tuple[str, str]] = []
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            if param.param_type_name == "argument":
+                arguments.append((param.metavar or record[0], record[1]))
+            else:
+                options.append(record)
+        for title, rows in (("Arguments", arguments), ("Options", options)):
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
 
 
 def err(text: str) -> None:
@@ -37,6 +71,9 @@ def exit_code(outcome: Outcome) -> int:
     """The exit-code policy of a send (the README's table): 75 when stopped by a signal; 1
     when anyone failed, was deferred or is unknown; else 0, also when ``--limit`` left
     recipients pending for a later run (the summary says how many)."""
+    from mailer.ledger import State
+    from mailer.models import Status
+
     if outcome.stopped:
         return EXIT_RESUMABLE
     results = outcome.results
@@ -62,6 +99,9 @@ def _stop_signals() -> Iterator[None]:
         return
     stops = (signal.SIGTERM, signal.SIGHUP)
     previous = {sig: signal.signal(sig, _raise_interrupted) for sig in stops}
+    # Ctrl-C is a KeyboardInterrupt inside a command (``python -m mailer`` unwinds on it
+    # differently while starting up).
+    previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     finally:

@@ -2,37 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import datetime as dt
-import itertools
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from mailer.campaign import (
-    Audience,
-    Outcome,
-    Postmark,
-    check_campaign_name,
-    count_needing_smtputf8,
-    find_digest_campaign,
-    open_digest_campaign,
-    run_campaign,
-    write_previews,
-)
 from mailer.cli.common import err, exit_code, plural, reports_errors
-from mailer.cli.progress import SendDisplay, print_summary
-from mailer.delivery import Delivery
-from mailer.errors import EXIT_USAGE, InputError
-from mailer.ledger import Ledger
-from mailer.models import Status
-from mailer.pipeline import DigestOptions, prepare_digest
-from mailer.settings import Settings, load_settings
-from mailer.subscribers import LIST_HINT, RowProblem, list_name, read_list, resolve_list
-from mailer.suppression import Suppression
-from mailer.transports.smtp import SMTPTransport, needs_smtputf8
+from mailer.errors import EXIT_OK, EXIT_USAGE, InputError
+
+if TYPE_CHECKING:
+    # The library loads when a command runs, not for `mailer --help` (start-up time).
+    from mailer.campaign import Audience, Outcome
+    from mailer.ledger import Campaign, Ledger
+    from mailer.pipeline import DigestOptions
+    from mailer.settings import Settings
+    from mailer.subscribers import RowProblem
+    from mailer.transports.smtp import SMTPTransport
 
 
 def register(app: typer.Typer) -> None:
@@ -43,45 +31,70 @@ def register(app: typer.Typer) -> None:
 @reports_errors
 def digest(
     articles: Annotated[
-        Path | None, typer.Option(help="Folder of article files [MAILER_ARTICLES_DIR].")
+        Path | None,
+        typer.Option(metavar="DIR", help="Folder of article files [MAILER_ARTICLES_DIR]."),
     ] = None,
     list_: Annotated[
         str | None,
         typer.Option(
-            "--list", help="List name (lists/<name>.csv) or CSV path [MAILER_DEFAULT_LIST]."
+            "--list",
+            metavar="NAME",
+            help="List name (lists/NAME.csv) or CSV path [MAILER_DEFAULT_LIST].",
         ),
     ] = None,
     date: Annotated[
         str | None,
-        typer.Option(help="Issue date, YYYY-MM-DD (default: today in MAILER_TIMEZONE)."),
+        typer.Option(
+            metavar="DATE", help="Issue date, YYYY-MM-DD (default: today in MAILER_TIMEZONE)."
+        ),
     ] = None,
     days: Annotated[
-        int, typer.Option(min=1, max=3660, help="Days the issue covers, ending on --date.")
+        int,
+        typer.Option(metavar="N", min=1, max=3660, help="Days the issue covers, ending on --date."),
     ] = 7,
     max_articles: Annotated[
-        int | None, typer.Option(min=1, help="At most this many articles, newest first.")
+        int | None,
+        typer.Option(metavar="N", min=1, help="At most this many articles, newest first."),
     ] = None,
     subject: Annotated[
-        str | None, typer.Option(help="Subject line (default: '<name>: week of <date>').")
+        str | None,
+        typer.Option(metavar="TEXT", help="Subject line (default: 'NEWSLETTER: week of DATE')."),
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="Preview folder [MAILER_PREVIEWS_DIR].")] = None,
-    limit: Annotated[int | None, typer.Option(min=1, help="Stop after N recipients.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(metavar="DIR", help="Preview folder [MAILER_PREVIEWS_DIR].")
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(metavar="N", min=1, help="Stop after N recipients.")
+    ] = None,
     strict: Annotated[
         bool, typer.Option(help="Invalid list rows are fatal instead of skipped.")
     ] = False,
     send: Annotated[
         bool, typer.Option(help="Really send over SMTP (default: write previews).")
     ] = False,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes",
+            "-y",
+            help="Send without asking first (needed for --send to more than one recipient "
+            "without a terminal).",
+        ),
+    ] = False,
     concurrency: Annotated[
-        int | None, typer.Option(min=1, max=256, help="SMTP connections [MAILER_CONCURRENCY].")
+        int | None,
+        typer.Option(metavar="N", min=1, max=256, help="SMTP connections [MAILER_CONCURRENCY]."),
     ] = None,
     rate: Annotated[
         float | None,
-        typer.Option(help="At most R messages per second over all connections [MAILER_RATE]."),
+        typer.Option(
+            metavar="N",
+            help="At most N messages per second over all connections [MAILER_RATE].",
+        ),
     ] = None,
     campaign: Annotated[
         str | None,
-        typer.Option(help="Campaign name in the ledger (default: '<list> <date>')."),
+        typer.Option(metavar="NAME", help="Campaign name in the ledger (default: 'LIST DATE')."),
     ] = None,
     resend_unknown: Annotated[
         bool, typer.Option(help="Also resend recipients whose earlier outcome is unknown.")
@@ -94,7 +107,16 @@ def digest(
         ),
     ] = False,
 ) -> None:
-    """Build this week's digest and write one preview .eml per subscriber (or --send it)."""
+    """Build this week's digest and write one preview .eml per subscriber (or --send it).
+
+    On a terminal, --send to more than one recipient asks first; --yes skips the question.
+    """
+    from mailer.campaign import Audience, check_campaign_name
+    from mailer.pipeline import DigestOptions
+    from mailer.settings import load_settings
+    from mailer.subscribers import LIST_HINT, resolve_list
+    from mailer.suppression import Suppression
+
     settings = load_settings(
         articles_dir=articles, previews_dir=out, concurrency=concurrency, rate=rate
     )
@@ -113,7 +135,7 @@ def digest(
     rows = _RowReport()
     if not send:
         raise typer.Exit(_preview(settings, options, rows, strict=strict, limit=limit))
-    settings.require_real_secret()
+    settings.require_sendable()
     # The file may be gone if its campaign is resumed (the audience is frozen in the
     # ledger); a new campaign needs it, and says so (open_digest_campaign).
     list_path = resolve_list(
@@ -124,8 +146,15 @@ def digest(
     )
     suppression = Suppression.for_lists_dir(settings.lists_dir)
     audience = Audience(list_path, suppression, strict=strict, on_problem=rows.invalid)
-    request = _SendRequest(options, date is not None, limit, resend_unknown, accept_changes)
+    request = _SendRequest(
+        options, date is not None, limit, resend_unknown, accept_changes, yes, strict
+    )
     outcome = _send(settings, audience, request)
+    if outcome is None:
+        raise typer.Exit(EXIT_OK)
+    from mailer.cli.progress import print_summary
+    from mailer.models import Status
+
     print_summary(outcome)
     rows.report(suppressed=audience.suppressed + outcome.results[Status.SKIPPED])
     raise typer.Exit(_report_campaign(outcome))
@@ -138,13 +167,32 @@ class _SendRequest:
     limit: int | None
     resend_unknown: bool
     accept_changes: bool
+    yes: bool = False
+    strict: bool = False
 
 
-def _send(settings: Settings, audience: Audience, request: _SendRequest) -> Outcome:
-    """Find or start the campaign, check it, and run it with progress on screen."""
+def _send(settings: Settings, audience: Audience, request: _SendRequest) -> Outcome | None:
+    """Find or start the campaign, check it, and run it with progress on screen; ``None``
+    when there was nothing to run (finished already, or the question was answered no)."""
+    import asyncio
+
+    from mailer.campaign import (
+        Postmark,
+        count_needing_smtputf8,
+        find_digest_campaign,
+        open_digest_campaign,
+        run_campaign,
+    )
+    from mailer.cli.progress import SendDisplay
+    from mailer.delivery import Delivery
+    from mailer.ledger import Ledger
+    from mailer.pipeline import prepare_digest
+    from mailer.subscribers import list_name
+    from mailer.transports.smtp import SMTPTransport
+
     transport = SMTPTransport(settings.smtp_config())
     policy = settings.delivery_policy()
-    with Ledger.open(settings.ledger, wait=2.0) as ledger:
+    with Ledger.open(settings.ledger, wait=2.0, lease=settings.ledger_lease) as ledger:
         if ledger.recovered:
             print(
                 f"The last run stopped abruptly: {ledger.recovered} message(s) whose outcome "
@@ -162,6 +210,9 @@ def _send(settings: Settings, audience: Audience, request: _SendRequest) -> Outc
             legacy_name=f"{settings.newsletter_name} {options.issue_date.isoformat()}",
         )
         existing = target.existing
+        if existing is not None and existing.finished_at is not None:
+            _already_sent(ledger, existing)
+            return None
         prepared = prepare_digest(
             settings,
             dataclasses.replace(options, issue_date=target.issue_date, campaign=target.name),
@@ -177,12 +228,17 @@ def _send(settings: Settings, audience: Audience, request: _SendRequest) -> Outc
             )
         elif existing is not None:
             print(f"Resuming campaign {target.name!r} ({existing.frozen_count} recipients).")
+        if not request.yes:
+            count = _to_send(ledger, existing, audience, request)
+            subject = prepared.digest.subject
+            if not _confirmed(subject, count, list_name(audience.list_path)):
+                return None
         campaign = open_digest_campaign(
             ledger, target, prepared, audience, accept_changes=request.accept_changes
         )
         if campaign.finished_at is not None:
-            print(f"Campaign {campaign.name!r} is finished; nothing to send.")
-            return Outcome(campaign, counts=ledger.counts(campaign))
+            _already_sent(ledger, campaign)
+            return None
         _warn_smtputf8(count_needing_smtputf8(ledger, campaign), transport)
         display = SendDisplay()
 
@@ -216,6 +272,69 @@ def _send(settings: Settings, audience: Audience, request: _SendRequest) -> Outc
         return asyncio.run(run())
 
 
+def _already_sent(ledger: Ledger, campaign: Campaign) -> None:
+    """A finished campaign run again: what it did, instead of a table of zeros."""
+    from mailer.ledger import State
+
+    counts = ledger.counts(campaign)
+    done = ", ".join(
+        f"{counts[state]:,} {state.value}"
+        for state in (State.SENT, State.FAILED, State.UNKNOWN, State.SKIPPED)
+        if counts.get(state)
+    )
+    tried = counts.get(State.FAILED, 0) + counts.get(State.UNKNOWN, 0)
+    print(
+        f"Campaign {campaign.name!r} is finished; nothing to send: "
+        + ("everyone was already tried" if tried else "it was already sent to everyone")
+        + f" ({done or 'nobody'}). Give --date for another issue."
+    )
+
+
+def _to_send(
+    ledger: Ledger, existing: Campaign | None, audience: Audience, request: _SendRequest
+) -> int:
+    """How many recipients this run would mail: the rest of a campaign being resumed, or
+    the mailable rows of the list (read once more, quietly) for a new one."""
+    from mailer.campaign import Audience
+    from mailer.ledger import State
+
+    if existing is not None:
+        counts = ledger.counts(existing)
+        states = [State.PENDING, State.DEFERRED]
+        if request.resend_unknown:
+            states.append(State.UNKNOWN)
+        count = sum(counts.get(state, 0) for state in states)
+    else:
+        quiet = Audience(
+            audience.list_path, audience.suppression, strict=request.strict, on_problem=_ignore
+        )
+        count = sum(1 for _ in quiet.mailable())
+    return min(count, request.limit) if request.limit is not None else count
+
+
+def _ignore(problem: RowProblem) -> None:
+    """Invalid rows are reported once, when the audience is frozen."""
+
+
+def _confirmed(subject: str, count: int, list_label: str) -> bool:
+    """More than one recipient: on a terminal, ask; without one, --yes is needed."""
+    if count <= 1:
+        return True
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise InputError(
+            f"--send to {plural(count, 'recipient')} without a terminal to confirm on: add --yes",
+            hint="nothing was sent; --yes sends without asking",
+        )
+    # Not input(): with readline, its prompt goes to stderr.
+    print(f"Send {subject!r} to {plural(count, 'recipient')} of {list_label}? [y/N] ", end="")
+    sys.stdout.flush()
+    answer = sys.stdin.readline()  # "" at the end of input: no
+    if answer.strip().lower() in ("y", "yes"):
+        return True
+    print("Nothing sent.")
+    return False
+
+
 def _report_campaign(outcome: Outcome) -> int:
     """The lines after a send's summary, and its exit code."""
     if outcome.bounces_suppressed:
@@ -236,6 +355,13 @@ def _preview(
     settings: Settings, options: DigestOptions, rows: _RowReport, *, strict: bool, limit: int | None
 ) -> int:
     """The dry run: the same audience a new campaign would freeze, written as files."""
+    import asyncio
+    import itertools
+
+    from mailer.campaign import Audience, write_previews
+    from mailer.pipeline import prepare_digest
+    from mailer.suppression import Suppression
+
     prepared = prepare_digest(settings, options, on_skip=_skipped_article)
     suppression = Suppression.for_lists_dir(settings.lists_dir)
     audience = Audience(prepared.list_path, suppression, strict=strict, on_problem=rows.invalid)
@@ -285,6 +411,8 @@ def _skipped_article(path: Path, reason: str) -> None:
 def _warn_smtputf8(count: int, transport: SMTPTransport) -> None:
     if not count:
         return
+    import asyncio
+
     info = asyncio.run(transport.probe())
     if "smtputf8" not in info.extensions:
         print(
@@ -308,12 +436,19 @@ def check(
         str | None,
         typer.Option(
             "--list",
+            metavar="NAME",
             help="Also check that this list can go through the relay (addresses that need "
             "SMTPUTF8).",
         ),
     ] = None,
 ) -> None:
     """Connect to the SMTP relay: EHLO, STARTTLS, AUTH, and report; nothing is sent."""
+    import asyncio
+
+    from mailer.settings import load_settings
+    from mailer.subscribers import read_list, resolve_list
+    from mailer.transports.smtp import SMTPTransport, needs_smtputf8
+
     settings = load_settings()
     transport = SMTPTransport(settings.smtp_config())
     needs = 0

@@ -2,39 +2,30 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from mailer.campaign import write_previews
-from mailer.cli.common import exit_code, plural, reports_errors
-from mailer.cli.progress import SendDisplay, print_summary
+from mailer.cli.common import Command, exit_code, plural, reports_errors
 from mailer.errors import EXIT_OK, EXIT_RESUMABLE, InputError
-from mailer.forward import (
-    MAX_FRIENDS,
-    MAX_NOTE_CHARS,
-    Forward,
-    Watch,
-    check_forward_limits,
-    deliver_forward,
-    forward_composer,
-    prepare_forward,
-    render_forward,
-)
-from mailer.ledger import Ledger
-from mailer.models import Recipient, Rendered
-from mailer.pipeline import newsletter_context
-from mailer.render import make_environment
-from mailer.settings import Settings, load_settings
-from mailer.suppression import Suppression
-from mailer.transports.smtp import SMTPTransport
+
+if TYPE_CHECKING:
+    # The library loads when a command runs, not for `mailer --help` (start-up time).
+    from mailer.forward import Forward, Watch
+    from mailer.models import Rendered
+    from mailer.settings import Settings
+    from mailer.suppression import Suppression
+
+# mailer.forward's MAX_FRIENDS and MAX_NOTE_CHARS, for the help without importing it (a test
+# keeps them equal).
+MAX_FRIENDS = 5
+MAX_NOTE_CHARS = 500
 
 
 def register(app: typer.Typer) -> None:
     """Add the ``forward`` command to the main app."""
-    app.command("forward")(forward)
+    app.command("forward", cls=Command)(forward)
 
 
 @reports_errors
@@ -55,7 +46,7 @@ def forward(
     sender: Annotated[
         str,
         typer.Option(
-            metavar="'NAME <EMAIL>'",
+            metavar="ADDRESS",
             help="Who shares it: 'Name <address>' or just the address; replies go there.",
         ),
     ],
@@ -73,7 +64,7 @@ def forward(
         typer.Option(
             metavar="DIR",
             help="Preview folder: a new one, or an earlier preview, which is replaced "
-            "(default: <MAILER_PREVIEWS_DIR>/forward-<slug>).",
+            "(default: MAILER_PREVIEWS_DIR/forward-SLUG).",
         ),
     ] = None,
 ) -> None:
@@ -86,9 +77,17 @@ def forward(
     friend already got, and more than MAILER_FORWARD_DAILY_QUOTA forwards (default 10) by
     one sender in 24 hours. Only messages actually sent count.
     """
+    from mailer.forward import prepare_forward, render_forward
+    from mailer.pipeline import newsletter_context
+    from mailer.render import make_environment
+    from mailer.settings import load_settings
+    from mailer.suppression import Suppression
+
     if send and out is not None:
         raise InputError("--send sends and --out writes previews; give one of them")
     settings = load_settings()
+    if send:
+        settings.require_sendable()
     suppression = Suppression.for_lists_dir(settings.lists_dir)
     request = prepare_forward(
         settings,
@@ -107,7 +106,14 @@ def forward(
 
 def _preview(settings: Settings, request: Forward, rendered: Rendered, folder: Path) -> None:
     """The dry run: the same guards (the ledger read only), nothing recorded."""
-    ledger = Ledger.open(settings.ledger, readonly=True) if settings.ledger.is_file() else None
+    import asyncio
+
+    from mailer.campaign import write_previews
+    from mailer.forward import check_forward_limits, forward_composer
+    from mailer.ledger import Ledger
+    from mailer.models import Recipient
+
+    ledger = Ledger.open(settings.ledger, readonly=True) if settings.ledger_is_there() else None
     try:
         check_forward_limits(ledger, request, quota=settings.forward_daily_quota)
     finally:
@@ -132,6 +138,10 @@ def _send(
     settings: Settings, request: Forward, rendered: Rendered, suppression: Suppression
 ) -> int:
     """The library's forward delivery, with progress on screen."""
+    from mailer.cli.progress import SendDisplay, print_summary
+    from mailer.forward import Watch, deliver_forward
+    from mailer.transports.smtp import SMTPTransport
+
     transport = SMTPTransport(settings.smtp_config())
 
     def watch(friend: str) -> Watch:

@@ -3,38 +3,40 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from mailer.cli.common import plural, reports_errors
-from mailer.importer import MAX_FEED_ITEMS, FetchPolicy, Report, import_url, parse_since
-from mailer.settings import load_settings
+from mailer.cli.common import Command, plural, reports_errors
+
+if TYPE_CHECKING:
+    from mailer.importer import Report
 
 
 def register(app: typer.Typer) -> None:
-    app.command("import")(import_)
+    app.command("import", cls=Command)(import_)
 
 
 @reports_errors
 def import_(
     url: Annotated[
         str,
-        typer.Argument(
-            metavar="FEED_OR_PAGE_URL", help="An RSS or Atom feed, or a web page (http or https)."
-        ),
+        typer.Argument(metavar="URL", help="An RSS or Atom feed, or a web page (http or https)."),
     ],
     since: Annotated[
         str | None,
         typer.Option(
-            help="Skip items older than this: YYYY-MM-DD (in MAILER_TIMEZONE), or a date and time."
+            metavar="DATE",
+            help="Skip items older than this: YYYY-MM-DD (in MAILER_TIMEZONE), or a date and time.",
         ),
     ] = None,
     articles: Annotated[
-        Path | None, typer.Option(help="Folder to write article files to [MAILER_ARTICLES_DIR].")
+        Path | None,
+        typer.Option(metavar="DIR", help="Folder to write article files to [MAILER_ARTICLES_DIR]."),
     ] = None,
     timeout: Annotated[
-        float, typer.Option(min=0.1, max=600, help="Seconds the whole fetch may take.")
+        float,
+        typer.Option(metavar="SECONDS", min=0.1, max=600, help="Seconds the whole fetch may take."),
     ] = 30.0,
 ) -> None:
     """Write each new item of a feed, or one web page, as an article file (.md).
@@ -44,6 +46,9 @@ def import_(
     run from cron. Exit codes: 0 done, 2 bad input (not a feed or page, bad --since),
     3 the fetch failed (refused, timed out, HTTP error, too large).
     """
+    from mailer.importer import MAX_FEED_ITEMS, FetchPolicy, import_url, parse_since
+    from mailer.settings import load_settings
+
     settings = load_settings(articles_dir=articles)
     zone = settings.zone
     since_at = parse_since(since, zone) if since is not None else None

@@ -9,31 +9,19 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, TextIO
+from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
 
-from mailer.cli.common import err, plural, reports_errors
-from mailer.csvfile import atomic_writer, read_header
+from mailer.cli.common import Command, err, plural, reports_errors
 from mailer.errors import EXIT_INCOMPLETE, EXIT_USAGE, InputError, MailerError
-from mailer.headers import normalise_email
-from mailer.models import Recipient
-from mailer.settings import SAMPLE_SECRET_KEY, Settings, load_settings
-from mailer.subscribers import (
-    RowProblem,
-    add_subscriber,
-    import_subscribers,
-    list_files,
-    list_name,
-    list_path_for_writing,
-    make_recipient,
-    read_list,
-    remove_subscriber,
-    resolve_list,
-    scan_list,
-    template_fields,
-)
-from mailer.suppression import Suppressed, Suppression, token_address
+
+if TYPE_CHECKING:
+    # The library loads when a command runs, not for `mailer --help` (start-up time).
+    from mailer.models import Recipient
+    from mailer.settings import Settings
+    from mailer.subscribers import RowProblem
+    from mailer.suppression import Suppressed, Suppression
 
 MAX_LISTED = 10  # suppressed addresses named one by one after an import
 
@@ -61,16 +49,20 @@ lists_app = typer.Typer(
 
 def register(app: typer.Typer) -> None:
     """Add ``unsubscribe``, ``resubscribe`` and the ``lists`` group to the main app."""
-    app.command("unsubscribe")(unsubscribe)
-    app.command("resubscribe")(resubscribe)
+    app.command("unsubscribe", cls=Command)(unsubscribe)
+    app.command("resubscribe", cls=Command)(resubscribe)
     app.add_typer(lists_app, name="lists")
 
 
 def _settings() -> Settings:
+    from mailer.settings import load_settings
+
     return load_settings()
 
 
 def _suppression(settings: Settings) -> Suppression:
+    from mailer.suppression import Suppression
+
     return Suppression.for_lists_dir(settings.lists_dir)
 
 
@@ -82,6 +74,8 @@ def _actor() -> str:
 
 
 def _email_argument(value: str) -> str:
+    from mailer.headers import normalise_email
+
     try:
         return normalise_email(value)
     except InputError as exc:
@@ -105,6 +99,8 @@ def overview(ctx: typer.Context) -> None:
     """With no command: every list in MAILER_LISTS_DIR with its counts."""
     if ctx.invoked_subcommand is not None:
         return
+    from mailer.subscribers import list_files, list_name, scan_list
+
     settings = _settings()
     suppression = _suppression(settings)
     paths = list_files(settings.lists_dir)
@@ -136,12 +132,16 @@ def overview(ctx: typer.Context) -> None:
         raise typer.Exit(EXIT_USAGE)
 
 
-@lists_app.command("show")
+@lists_app.command("show", cls=Command)
 @reports_errors
 def show(
-    name: Annotated[str, typer.Argument(help="List name (lists/<name>.csv) or CSV path.")],
+    name: Annotated[
+        str, typer.Argument(metavar="NAME", help="List name (lists/NAME.csv) or CSV path.")
+    ],
 ) -> None:
     """Print every subscriber of a list, one per line, marking suppressed addresses."""
+    from mailer.subscribers import read_list, resolve_list
+
     settings = _settings()
     path = resolve_list(name, settings.lists_dir)
     suppression = _suppression(settings)
@@ -173,17 +173,21 @@ def show(
     )
 
 
-@lists_app.command("export")
+@lists_app.command("export", cls=Command)
 @reports_errors
 def export(
-    name: Annotated[str, typer.Argument(help="List name (lists/<name>.csv) or CSV path.")],
+    name: Annotated[
+        str, typer.Argument(metavar="NAME", help="List name (lists/NAME.csv) or CSV path.")
+    ],
     *,
     format_: Annotated[
-        ExportFormat, typer.Option("--format", help="Output format.")
+        ExportFormat, typer.Option("--format", metavar="FORMAT", help="Output format: csv or json.")
     ] = ExportFormat.csv,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Write to this file (atomically), not stdout."),
+        typer.Option(
+            "--output", "-o", metavar="FILE", help="Write to this file (atomically), not stdout."
+        ),
     ] = None,
     include_suppressed: Annotated[
         bool, typer.Option(help="Also export suppressed addresses.")
@@ -194,6 +198,9 @@ def export(
     Suppressed addresses are left out unless --include-suppressed; invalid rows are
     reported on stderr and left out.
     """
+    from mailer.csvfile import atomic_writer, read_header
+    from mailer.subscribers import read_list, resolve_list, template_fields
+
     settings = _settings()
     path = resolve_list(name, settings.lists_dir)
     suppression = _suppression(settings)
@@ -251,18 +258,25 @@ def _values(recipient: Recipient, columns: list[str]) -> list[str]:
     return [recipient.email, recipient.name, *(recipient.fields.get(c, "") for c in columns[2:])]
 
 
-@lists_app.command("add")
+@lists_app.command("add", cls=Command)
 @reports_errors
 def add(
     name: Annotated[
         str,
-        typer.Argument(help="List name (created if needed) or the path of an existing CSV file."),
+        typer.Argument(
+            metavar="NAME",
+            help="List name (created if needed) or the path of an existing CSV file.",
+        ),
     ],
-    email: Annotated[str, typer.Argument(help="The address to add.")],
+    email: Annotated[str, typer.Argument(metavar="EMAIL", help="The address to add.")],
     *,
-    subscriber_name: Annotated[str, typer.Option("--name", help="The subscriber's name.")] = "",
+    subscriber_name: Annotated[
+        str, typer.Option("--name", metavar="TEXT", help="The subscriber's name.")
+    ] = "",
 ) -> None:
     """Add one subscriber. An address already on the list (any case) changes nothing."""
+    from mailer.subscribers import add_subscriber, list_name, list_path_for_writing, make_recipient
+
     settings = _settings()
     path = list_path_for_writing(name, settings.lists_dir)
     address = _email_argument(email)
@@ -282,13 +296,19 @@ def add(
         print(_suppressed_note(entry))
 
 
-@lists_app.command("remove")
+@lists_app.command("remove", cls=Command)
 @reports_errors
 def remove(
-    name: Annotated[str, typer.Argument(help="List name (lists/<name>.csv) or CSV path.")],
-    email: Annotated[str, typer.Argument(help="The address to remove (any case).")],
+    name: Annotated[
+        str, typer.Argument(metavar="NAME", help="List name (lists/NAME.csv) or CSV path.")
+    ],
+    email: Annotated[
+        str, typer.Argument(metavar="EMAIL", help="The address to remove (any case).")
+    ],
 ) -> None:
     """Remove a subscriber from one list (to stop all mail to them, use `mailer unsubscribe`)."""
+    from mailer.subscribers import list_name, remove_subscriber, resolve_list
+
     settings = _settings()
     path = resolve_list(name, settings.lists_dir)
     address = _email_argument(email)
@@ -299,14 +319,19 @@ def remove(
     print(f"Removed {address} from {list_name(path)} ({path}){rows}.")
 
 
-@lists_app.command("import")
+@lists_app.command("import", cls=Command)
 @reports_errors
 def import_(
     name: Annotated[
         str,
-        typer.Argument(help="List name (created if needed) or the path of an existing CSV file."),
+        typer.Argument(
+            metavar="NAME",
+            help="List name (created if needed) or the path of an existing CSV file.",
+        ),
     ],
-    file: Annotated[Path, typer.Argument(help="CSV file with an 'email' column to merge in.")],
+    file: Annotated[
+        Path, typer.Argument(metavar="FILE", help="CSV file with an 'email' column to merge in.")
+    ],
     *,
     strict: Annotated[
         bool, typer.Option(help="Any invalid row aborts the import; nothing is written.")
@@ -317,6 +342,8 @@ def import_(
     Duplicates are found case-insensitively against the list and earlier rows; the stored
     form is the normalised address. New columns of FILE are added to the list.
     """
+    from mailer.subscribers import import_subscribers, list_name, list_path_for_writing
+
     settings = _settings()
     path = list_path_for_writing(name, settings.lists_dir)
     suppression = _suppression(settings)
@@ -357,16 +384,20 @@ def import_(
         )
 
 
-@lists_app.command("validate")
+@lists_app.command("validate", cls=Command)
 @reports_errors
 def validate(
-    name: Annotated[str, typer.Argument(help="List name (lists/<name>.csv) or CSV path.")],
+    name: Annotated[
+        str, typer.Argument(metavar="NAME", help="List name (lists/NAME.csv) or CSV path.")
+    ],
 ) -> None:
     """Check every row; print each invalid one with file and line. Exit 1 if any is invalid.
 
     Exit 2 if the file itself cannot be read (missing, not UTF-8, broken CSV, no 'email'
     column).
     """
+    from mailer.subscribers import resolve_list, scan_list
+
     settings = _settings()
     path = resolve_list(name, settings.lists_dir)
     suppression = _suppression(settings)
@@ -391,14 +422,19 @@ def validate(
 @reports_errors
 def unsubscribe(
     email: Annotated[
-        str | None, typer.Argument(help="The address to suppress (or give --token).")
+        str | None,
+        typer.Argument(metavar="EMAIL", help="The address to suppress (or give --token)."),
     ] = None,
     *,
     token: Annotated[
-        str | None, typer.Option(help="The ?token= value of an unsubscribe link.")
+        str | None, typer.Option(metavar="TOKEN", help="The ?token= value of an unsubscribe link.")
     ] = None,
     reason: Annotated[
-        ReasonChoice, typer.Option(help="Why the address is suppressed.")
+        ReasonChoice,
+        typer.Option(
+            metavar="REASON",
+            help="Why the address is suppressed: unsubscribed, bounced, complaint or manual.",
+        ),
     ] = ReasonChoice.unsubscribed,
 ) -> None:
     """Suppress an address on every list: no digest or forward will reach it again.
@@ -406,6 +442,9 @@ def unsubscribe(
     With --token, the token of an unsubscribe link is checked against MAILER_SECRET_KEY
     first; a forged, altered or moved token suppresses no one.
     """
+    from mailer.settings import SAMPLE_SECRET_KEY
+    from mailer.suppression import token_address
+
     settings = _settings()
     if email is None and token is None:
         raise InputError("give the EMAIL to suppress, or --token TOKEN")
@@ -439,7 +478,9 @@ def unsubscribe(
 
 @reports_errors
 def resubscribe(
-    email: Annotated[str, typer.Argument(help="The suppressed address to allow again.")],
+    email: Annotated[
+        str, typer.Argument(metavar="EMAIL", help="The suppressed address to allow again.")
+    ],
 ) -> None:
     """Lift the suppression of an address (explicit and logged in lists/suppressed.log).
 

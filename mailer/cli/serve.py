@@ -14,7 +14,6 @@ import typer
 
 from mailer.cli.common import err, reports_errors
 from mailer.errors import ConfigError
-from mailer.settings import load_settings
 
 
 def register(app: typer.Typer) -> None:
@@ -45,6 +44,7 @@ def serve(
     # Imported here, so that every other command starts without loading a web server.
     import uvicorn
 
+    from mailer.settings import load_settings
     from mailer.web.app import create_app
 
     settings = load_settings()
