@@ -127,6 +127,13 @@ class Settings(BaseSettings):
     dkim_ed25519_key_file: Path | None = None
     dkim_domain: str | None = None  # defaults to the From domain
     soft_bounce_limit: int = Field(3, ge=1, le=100)
+    imap_host: str | None = None  # `mailer bounces scan --imap`: the bounce mailbox, over TLS
+    imap_port: int = Field(993, ge=1, le=65535)
+    imap_username: str | None = None
+    imap_password: SecretStr | None = None
+    imap_folder: str = "INBOX"
+    imap_done_folder: str = "Processed"
+    imap_ca_file: Path | None = None
 
     # The newsletter's time zone: what "today" is, and where an issue's days begin and end.
     timezone: str | None = None

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from mailer.bounces import MAX_MESSAGE, SqliteStore, read_imap, read_maildir
 from mailer.cli.common import reports_errors
 from mailer.errors import ConfigError, DeliveryError
-from tests.dsn import EXPECTED, HARD, corpus, make_maildir, scan_with
+from tests.dsn import EXPECTED, HARD, SECRET, corpus, make_maildir, scan_with
 from tests.imap import ImapServer, imap_server
 from tests.smtpd import closed_port
 
@@ -196,3 +196,57 @@ def test_bad_settings_are_refused_before_connecting(options: dict[str, object], 
     with pytest.raises(ConfigError, match=named) as caught:
         read_imap(**arguments)  # type: ignore[arg-type]
     assert "\n" not in caught.value.message and "a\nb" not in caught.value.message
+
+
+def imap_env(server: ImapServer, **extra: str) -> dict[str, str]:
+    return {
+        "MAILER_SECRET_KEY": SECRET,  # the fixtures' VERP tags are signed with it
+        "MAILER_IMAP_HOST": server.host,
+        "MAILER_IMAP_PORT": str(server.port),
+        "MAILER_IMAP_USERNAME": server.username,
+        "MAILER_IMAP_PASSWORD": server.password,
+        "MAILER_IMAP_CA_FILE": str(server.ca_file),
+        **extra,
+    }
+
+
+def test_mailer_bounces_scan_imap_from_the_command_line_twice(
+    sample: Path, server: ImapServer
+) -> None:
+    from mailer.suppression import Suppression
+    from tests.cli import invoke
+
+    server.append(path.read_bytes() for path in corpus())
+    first = invoke("bounces", "scan", "--imap", "--json", env=imap_env(server))
+    assert first.exit_code == 0, first.output
+    assert server.folder("INBOX") == []
+    assert len(server.folder("Processed")) == len(EXPECTED)
+    # With no ledger to look in, the bounces whose tag names the address are acted on.
+    suppressed = Suppression.for_lists_dir(sample / "lists")
+    found = {address for address in HARD if suppressed.is_suppressed(address)}
+    assert found and len(suppressed) == len(found)
+    before = (sample / "lists" / "suppressed.csv").read_bytes()
+    # The same mail put back: read again, moved again, nothing changes.
+    server.append(server.folder("Processed"))
+    again = invoke("bounces", "scan", "--imap", env=imap_env(server))
+    assert again.exit_code == 0, again.output
+    assert (sample / "lists" / "suppressed.csv").read_bytes() == before
+    assert server.password not in first.output + again.output
+
+
+def test_mailer_bounces_scan_imap_needs_its_settings_and_hides_the_password(
+    sample: Path, server: ImapServer
+) -> None:
+    from tests.cli import error_lines, invoke
+
+    missing = invoke("bounces", "scan", "--imap", env=imap_env(server, MAILER_IMAP_HOST=""))
+    assert missing.exit_code == 2
+    (line,) = error_lines(missing)
+    assert "MAILER_IMAP_HOST" in line
+    both = invoke("bounces", "scan", "--imap", "--mbox", "x", env=imap_env(server))
+    assert both.exit_code == 2
+    wrong = invoke(
+        "bounces", "scan", "--imap", env=imap_env(server, MAILER_IMAP_PASSWORD="not-it-at-all")
+    )
+    assert wrong.exit_code == 2
+    assert "not-it-at-all" not in wrong.output and "MAILER_IMAP_USERNAME" in wrong.output

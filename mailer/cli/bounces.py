@@ -76,6 +76,14 @@ def scan_command(
     mbox: Annotated[
         Path | None, typer.Option(metavar="FILE", help="Read this mbox file (never written).")
     ] = None,
+    imap: Annotated[
+        bool,
+        typer.Option(
+            "--imap",
+            help="Read MAILER_IMAP_FOLDER over TLS (MAILER_IMAP_HOST, _USERNAME, _PASSWORD); "
+            "read messages are moved to MAILER_IMAP_DONE_FOLDER, never deleted.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     soft_limit: Annotated[
         int | None,
@@ -96,9 +104,12 @@ def scan_command(
         ),
     ] = None,
     ledger_file: Annotated[
-        Path | None,
+        str | None,  # not a Path: a postgresql:// URL must reach the settings as it is
         typer.Option(
-            "--ledger", metavar="FILE", help="Ledger file [MAILER_LEDGER].", show_default=False
+            "--ledger",
+            metavar="FILE",
+            help="Ledger file or postgresql:// URL [MAILER_LEDGER].",
+            show_default=False,
         ),
     ] = None,
 ) -> None:
@@ -108,14 +119,14 @@ def scan_command(
     Message-ID in the ledger; auto-replies are ignored; a message read before is skipped,
     so running it again (from cron) changes nothing.
     """
-    from mailer.bounces import BounceReader, SqliteStore, read_maildir, read_mbox, scan
+    from mailer.bounces import BounceReader, SqliteStore, scan
     from mailer.settings import SAMPLE_SECRET_KEY, load_settings
     from mailer.suppression import Suppression
 
-    if (maildir is None) == (mbox is None):
-        raise MailerError("give exactly one of --maildir DIR and --mbox FILE")
+    if [maildir is not None, mbox is not None, imap].count(True) != 1:
+        raise MailerError("give exactly one of --maildir DIR, --mbox FILE and --imap")
     settings = load_settings(ledger=ledger_file)
-    messages = read_maildir(maildir) if maildir is not None else read_mbox(mbox or Path())
+    messages = _messages(settings, maildir, mbox)
     suppression = Suppression.for_lists_dir(settings.lists_dir)
     secret = settings.secret_key.get_secret_value()
     if secret == SAMPLE_SECRET_KEY:
@@ -135,6 +146,34 @@ def scan_command(
         print(json.dumps(summary.as_dict(), indent=2))
     else:
         print(summary.line())
+
+
+def _messages(settings: Settings, maildir: Path | None, mbox: Path | None) -> Iterator[bytes]:
+    """The bounce mail to read: a Maildir, an mbox file, or the IMAP folder of the settings
+    (connected to lazily, when the first message is asked for)."""
+    from mailer.bounces import read_imap, read_maildir, read_mbox
+
+    if maildir is not None:
+        return read_maildir(maildir)
+    if mbox is not None:
+        return read_mbox(mbox)
+    for name, value in (
+        ("MAILER_IMAP_HOST", settings.imap_host),
+        ("MAILER_IMAP_USERNAME", settings.imap_username),
+        ("MAILER_IMAP_PASSWORD", settings.imap_password),
+    ):
+        if not value:
+            raise ConfigError(f"setting {name}: not set (--imap reads that mailbox)")
+    assert settings.imap_host and settings.imap_username and settings.imap_password
+    return read_imap(
+        settings.imap_host,
+        settings.imap_port,
+        settings.imap_username,
+        settings.imap_password.get_secret_value(),
+        folder=settings.imap_folder,
+        done_folder=settings.imap_done_folder,
+        ca_file=settings.imap_ca_file,
+    )
 
 
 @dkim_app.command("keygen")
