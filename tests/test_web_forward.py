@@ -124,11 +124,40 @@ def test_the_daily_quota_is_the_commands(
             assert post(client, form(f"f{i}@example.net")).status_code == 200
         third = post(client, form("f2@example.net"))
     assert third.status_code == 400
-    assert problem(third) == (
-        f"{ALICE} may forward 2 articles per 24 hours; 2 sent, 0 left, 1 asked."
-    )
+    assert problem(third) == f"{ALICE} may forward 2 articles per 24 hours; try again later."
     assert 'value="f2@example.net"' in third.text  # the form keeps what was typed
     assert len(smtp.recorder.received) == 2
+
+
+def test_a_spent_quota_answers_alike_for_every_friend_suppressed_or_not(
+    sample: Path, monkeypatch: pytest.MonkeyPatch, smtp: Server
+) -> None:
+    """Otherwise a spent quota would tell suppressed friends ("Sent") from others."""
+    settings = configure(sample, monkeypatch, **smtp.env(MAILER_FORWARD_DAILY_QUOTA="1"))
+    Suppression.for_lists_dir(sample / "lists").add("gone@example.net", "unsubscribed")
+    with web_server(settings) as web, web.client() as client:
+        assert post(client, form("f0@example.net")).status_code == 200
+        gone = post(client, form("gone@example.net"))
+        other = post(client, form("someone@example.net"))
+    assert gone.status_code == other.status_code == 400
+    assert problem(gone) == problem(other)
+    assert len(smtp.recorder.received) == 1
+
+
+def test_an_article_dated_in_the_future_cannot_be_forwarded(
+    sample: Path, web: WebServer, smtp: Server
+) -> None:
+    (sample / "articles" / "2099-01-01-embargo.md").write_text(
+        "---\ntitle: Embargoed budget\ndate: 2099-01-01\nurl: https://example.com/e\n---\n"
+        "Not out yet.\n",
+        encoding="utf-8",
+    )
+    with web.client() as client:
+        page = client.get("/forward/2099-01-01-embargo", params={"token": token()})
+        sent = post(client, form(), slug="2099-01-01-embargo")
+    assert page.status_code == 404 and sent.status_code == 404
+    assert "Embargoed" not in page.text + sent.text
+    assert smtp.recorder.received == []
 
 
 def test_a_suppressed_friend_or_a_repeat_looks_sent_and_nothing_goes(
@@ -178,6 +207,9 @@ def test_the_global_rate_limit_answers_429(
 ) -> None:
     settings = configure(sample, monkeypatch, **smtp.env(MAILER_FORWARD_RATE="2"))
     with web_server(settings) as web, web.client() as client:
+        # A form refused for a typo is not charged: one visitor's mistakes shut no one out.
+        for _ in range(3):
+            assert post(client, form("not an address")).status_code == 400
         answers = [post(client, form(f"f{i}@example.net")) for i in range(3)]
         other = post(client, form("x@example.net"), tok=token("bob@example.net"))
     assert [a.status_code for a in answers] == [200, 200, 429]

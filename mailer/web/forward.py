@@ -8,6 +8,7 @@ who cannot receive it (suppressed, or already sent this article) sees the same "
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import time
@@ -36,7 +37,9 @@ from mailer.forward import (
     CANNOT_FORWARD,
     MAX_NAME_CHARS,
     MAX_NOTE_CHARS,
+    QUOTA_WINDOW,
     Delivered,
+    Forward,
     Sender,
     check_name,
     deliver_forward,
@@ -45,6 +48,7 @@ from mailer.forward import (
     render_forward,
 )
 from mailer.headers import address_key, page_slug
+from mailer.ledger import Ledger
 from mailer.models import Article, Status
 from mailer.render import make_environment
 from mailer.settings import Settings
@@ -165,7 +169,14 @@ class ForwardPages:
         return self.subscribers.name_of(list_name, address)
 
     def _article(self, slug: str) -> Article | None:
-        """The article whose page slug is ``slug`` (only a page slug: never a path)."""
+        """The published article whose page slug is ``slug`` (only a page slug: never a
+        path); one dated in the future is not out yet, and is not found."""
+        found = self._find(slug)
+        if found is None or found.published > dt.datetime.now(dt.UTC):
+            return None
+        return found
+
+    def _find(self, slug: str) -> Article | None:
         if page_slug(slug) != slug or Path(slug).suffix.lower() in ARTICLE_SUFFIXES:
             return None
         settings = self.settings
@@ -226,8 +237,6 @@ class ForwardPages:
         if isinstance(checked, Response):
             return checked
         article, asker = checked
-        if not self.rate.allow():
-            return self.pages.error(429)
         try:
             form = await request.form(max_files=0, max_fields=16)
         except Exception:  # a malformed body
@@ -242,31 +251,39 @@ class ForwardPages:
             return self._form(
                 request, article, values, problem="Please give your friend’s address.", status=400
             )
-        async with self._one_at_a_time:
-            try:
-                delivered = await to_thread.run_sync(self._deliver, article, asker, values)
-            except GuardError as exc:
-                if exc.message.startswith(CANNOT_FORWARD.format(friend="")):
-                    # suppressed, or already sent this article: never said as such
-                    return self.pages.render("forwarded", headers=NO_STORE, article=article)
+        try:
+            # Every check that needs no lock first, so that a bad form never waits for one.
+            prepared = await to_thread.run_sync(self._prepare, article, asker, values)
+            if not self.rate.allow():  # charged for forwards that would go out, not typos
+                return self.pages.error(429)
+            async with self._one_at_a_time:
+                delivered = await to_thread.run_sync(self._deliver, prepared)
+        except GuardError as exc:
+            if exc.message.startswith(CANNOT_FORWARD.format(friend="")):
+                # suppressed, or already sent this article: never said as such
+                return self.pages.render("forwarded", headers=NO_STORE, article=article)
+            return self._form(request, article, values, problem=_plain(exc), status=400)
+        except LedgerBusy:
+            return self.pages.error(503)
+        except MailerError as exc:
+            if isinstance(exc, InputError) and not isinstance(exc, TemplateError):
                 return self._form(request, article, values, problem=_plain(exc), status=400)
-            except LedgerBusy:
-                return self.pages.error(503)
-            except MailerError as exc:
-                if isinstance(exc, InputError) and not isinstance(exc, TemplateError):
-                    return self._form(request, article, values, problem=_plain(exc), status=400)
-                log.error("forward not sent: %s", exc.message)
-                return self.pages.error(503)
+            log.error("forward not sent: %s", exc.message)
+            return self.pages.error(503)
         problem = _outcome_problem(delivered)
         if problem is not None:
             return self._form(request, article, values, problem=problem, status=503)
         return self.pages.render("forwarded", headers=NO_STORE, article=article)
 
-    def _deliver(self, article: Article, asker: Asker, values: dict[str, str]) -> Delivered:
-        """In a worker thread: the very guards and delivery of ``mailer forward``."""
+    def _prepare(self, article: Article, asker: Asker, values: dict[str, str]) -> Forward:
+        """In a worker thread: the guards of ``mailer forward`` that need no lock.
+
+        The sender's quota comes first: once it is spent, every friend gets the same
+        answer, so the form cannot be used to learn who is on the suppression list."""
+        self._check_quota(asker.address)
         name = check_name(values["name"]) if values["name"].strip() else ""
         self.suppression.refresh(force=True)
-        request = prepare_forward(
+        return prepare_forward(
             self.settings,
             article=article,
             friends=[values["friend"].strip()],
@@ -274,6 +291,23 @@ class ForwardPages:
             note=values["note"],
             is_suppressed=self.suppression.is_suppressed,
         )
+
+    def _check_quota(self, address: str) -> None:
+        settings = self.settings
+        if not settings.ledger_is_there():
+            return
+        since = dt.datetime.now(dt.UTC) - QUOTA_WINDOW
+        with Ledger.open(settings.ledger, readonly=True) as ledger:
+            done = ledger.forward_count_since(address, since)
+        if done >= settings.forward_daily_quota:
+            raise GuardError(
+                f"{address} may forward {settings.forward_daily_quota} articles per 24 hours; "
+                "try again later"
+            )
+
+    def _deliver(self, request: Forward) -> Delivered:
+        """In a worker thread, under the lock: the ledger's guards and the delivery of
+        ``mailer forward``, exactly."""
         rendered = render_forward(request, env=self.env, newsletter=self.pages.newsletter)
         return deliver_forward(self.settings, request, rendered, self.suppression)
 
