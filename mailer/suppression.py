@@ -70,9 +70,11 @@ def _file_stamp(path: Path) -> _FileStamp:
     return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def token_address(secret: str, token: str, *, purpose: Purpose = "unsubscribe") -> tuple[str, str]:
+def token_address(
+    secret: str, token: str, *, purpose: Purpose = "unsubscribe", scope: str = ""
+) -> tuple[str, str]:
     """``(list name, normalised address)`` of a genuine token; ``TokenError`` otherwise."""
-    list_name, email = verify_token(secret, token, purpose=purpose)
+    list_name, email = verify_token(secret, token, purpose=purpose, scope=scope)
     try:
         return list_name, normalise_email(email)
     except ValueError:

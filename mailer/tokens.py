@@ -14,10 +14,13 @@ from typing import Literal
 
 from mailer.errors import TokenError
 
-Purpose = Literal["unsubscribe", "forward"]
+Purpose = Literal["unsubscribe", "forward", "resubscribe"]
 _CONTEXTS: dict[str, bytes] = {
     "unsubscribe": b"mailer-unsubscribe-v1\x00",
     "forward": b"mailer-forward-v1\x00",
+    # Shown only on the page a one-click unsubscribe answers with, scoped to that very
+    # suppression (its date): never in a message, so an old message cannot undo anything.
+    "resubscribe": b"mailer-resubscribe-v1\x00",
 }
 _MAX_TOKEN = 2048
 _MAC_BYTES = hashlib.sha256().digest_size
@@ -57,14 +60,16 @@ def _unb64(text: str) -> bytes:
     return data
 
 
-def _mac(secret: str, payload: bytes, purpose: Purpose) -> bytes:
+def _mac(secret: str, payload: bytes, purpose: Purpose, scope: str = "") -> bytes:
     if not secret:
         raise TokenError("no secret key: set MAILER_SECRET_KEY to sign unsubscribe tokens")
-    context = _CONTEXTS[purpose]
+    context = _CONTEXTS[purpose] + scope.encode() + b"\x00" if scope else _CONTEXTS[purpose]
     return hmac.new(secret.encode(), context + payload, hashlib.sha256).digest()
 
 
-def make_token(secret: str, list_name: str, email: str, *, purpose: Purpose = "unsubscribe") -> str:
+def make_token(
+    secret: str, list_name: str, email: str, *, purpose: Purpose = "unsubscribe", scope: str = ""
+) -> str:
     """``<payload>.<mac>``: the payload names list and address so the token alone suffices.
 
     At most ``MAX_TOKEN_CHARS`` long: a list name over ``MAX_LIST_NAME_OCTETS`` or an
@@ -78,10 +83,12 @@ def make_token(secret: str, list_name: str, email: str, *, purpose: Purpose = "u
     if len(email.encode()) > MAX_ADDRESS_OCTETS or len(address) > MAX_LOWERED_ADDRESS_OCTETS:
         raise TokenError(f"an e-mail address is at most {MAX_ADDRESS_OCTETS} bytes long")
     payload = list_name.encode() + b"\n" + address
-    return f"{_b64(payload)}.{_b64(_mac(secret, payload, purpose))}"
+    return f"{_b64(payload)}.{_b64(_mac(secret, payload, purpose, scope))}"
 
 
-def verify_token(secret: str, token: str, *, purpose: Purpose = "unsubscribe") -> tuple[str, str]:
+def verify_token(
+    secret: str, token: str, *, purpose: Purpose = "unsubscribe", scope: str = ""
+) -> tuple[str, str]:
     """Return ``(list_name, email)`` for a genuine token; raise ``TokenError`` otherwise.
 
     The MAC covers list and address, so a token cannot be forged, altered, or moved to
@@ -96,7 +103,7 @@ def verify_token(secret: str, token: str, *, purpose: Purpose = "unsubscribe") -
         mac = _unb64(mac_b64)
     except (ValueError, TypeError):
         raise TokenError(f"{purpose} token is malformed") from None
-    expected = _mac(secret, payload, purpose)
+    expected = _mac(secret, payload, purpose, scope)
     if len(mac) != _MAC_BYTES or not hmac.compare_digest(mac, expected):
         raise TokenError(f"{purpose} token is not valid (forged, altered or for another key)")
     try:
@@ -105,4 +112,15 @@ def verify_token(secret: str, token: str, *, purpose: Purpose = "unsubscribe") -
         raise TokenError(f"{purpose} token is malformed") from None
     if not email:
         raise TokenError(f"{purpose} token is malformed")
+    return list_name, email
+
+
+def token_payload(token: str) -> tuple[str, str] | None:
+    """``(list_name, email)`` as a token's payload says, WITHOUT checking its MAC: only to
+    find what a check then needs (a resubscribe token's scope); never trust it alone."""
+    payload_b64 = token.strip().partition(".")[0]
+    try:
+        list_name, email = _unb64(payload_b64).decode("utf-8").split("\n")
+    except (ValueError, UnicodeDecodeError):
+        return None
     return list_name, email

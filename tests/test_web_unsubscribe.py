@@ -211,11 +211,33 @@ def test_a_body_over_the_cap_is_413_and_writes_nothing(sample: Path, web: WebSer
 
 def test_resubscribe_never_lifts_a_bounce_or_complaint(sample: Path, web: WebServer) -> None:
     suppressed(sample).add("bob@example.net", "bounced")
+    entry = suppressed(sample).get("bob@example.net")
+    assert entry is not None and entry.date is not None
+    scoped = make_token(
+        SECRET, "example", "bob@example.net", purpose="resubscribe",
+        scope=f"bounced:{entry.date.isoformat()}",
+    )  # fmt: skip
     with web.client() as client:
-        response = client.post("/resubscribe", params={"token": token("bob@example.net")})
-    assert response.status_code == 200 and "Nothing to undo" in response.text
+        for tok in (token("bob@example.net"), scoped):
+            response = client.post("/resubscribe", params={"token": tok})
+            assert response.status_code == 400
     entry = suppressed(sample).get("bob@example.net")
     assert entry is not None and entry.reason == "bounced"
+
+
+def test_an_old_message_cannot_undo_an_unsubscribe(sample: Path, web: WebServer) -> None:
+    """The unsubscribe token is in every message ever sent: it must not resubscribe, and a
+    click on an address already unsubscribed (say, by the operator) offers no undo."""
+    suppressed(sample).add("bob@example.net", "unsubscribed", note="by e-mail to the editor")
+    with web.client() as client:
+        old = client.post("/resubscribe", params={"token": token("bob@example.net")})
+        again = client.post(
+            "/unsubscribe", params={"token": token("bob@example.net")}, data=ONE_CLICK
+        )
+    assert old.status_code == 400
+    assert again.status_code == 200 and "You are unsubscribed" in again.text
+    assert "Resubscribe" not in again.text and "/resubscribe" not in again.text
+    assert suppressed(sample).is_suppressed("bob@example.net")
 
 
 def test_headers_on_every_page_and_405_404(web: WebServer) -> None:

@@ -20,8 +20,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from mailer.errors import MailerError, TokenError
+from mailer.headers import normalise_email
 from mailer.settings import Settings
-from mailer.suppression import Reason, Suppression, token_address
+from mailer.suppression import Reason, Suppressed, Suppression, token_address
+from mailer.tokens import make_token, token_payload
 from mailer.web.pages import NO_STORE, Pages, mask_address
 
 log = logging.getLogger("mailer.web")
@@ -101,6 +103,26 @@ class UnsubscribePages:
             return None
         return tokens[0], list_name, address
 
+    def _resubscribe_token(
+        self, request: Request, suppression: Suppression
+    ) -> tuple[str, str] | None:
+        """``(list name, address)`` of a genuine resubscribe token for the suppression the
+        address has now; else None (forged, or that suppression is gone or another)."""
+        tokens = request.query_params.getlist("token")
+        said = token_payload(tokens[0]) if len(tokens) == 1 else None
+        if said is None:
+            return None
+        try:
+            entry = _current(suppression, normalise_email(said[1]))
+        except (MailerError, ValueError):
+            return None
+        if entry is None or entry.reason != "unsubscribed":
+            return None
+        try:
+            return token_address(self.secret, tokens[0], purpose="resubscribe", scope=_scope(entry))
+        except TokenError:
+            return None
+
     async def show(self, request: Request) -> Response:
         found = self._token(request)
         if found is None:
@@ -118,26 +140,37 @@ class UnsubscribePages:
         found = self._token(request)
         if found is None or not await _one_click(request):
             return self.pages.error(400)
-        token, list_name, address = found
+        _, list_name, address = found
+        suppression = self.queue.suppression
         try:
+            before = await to_thread.run_sync(lambda: _current(suppression, address))
             await self.queue.suppress(address, f"one-click from list {list_name!r}")
         except MailerError as exc:
             log.error("unsubscribe not recorded: %s", exc.message)
             return self.pages.error(500)
+        # The undo is offered only by the click that made this suppression: a token of its
+        # own, scoped to it, on this page alone (an old message cannot undo anything).
+        entry = suppression.get(address)
+        action = None
+        if before is None and entry is not None and entry.reason == "unsubscribed":
+            again = make_token(
+                self.secret, list_name, address, purpose="resubscribe", scope=_scope(entry)
+            )
+            action = f"{self.resubscribe_path}?token={quote(again, safe='')}"
         return self.pages.render(
             "unsubscribed",
             headers=NO_STORE,
             list_name=list_name,
             masked=mask_address(address),
-            action=f"{self.resubscribe_path}?token={quote(token, safe='')}",
+            action=action,
         )
 
     async def resubscribe(self, request: Request) -> Response:
-        found = self._token(request)
+        suppression = self.queue.suppression
+        found = await to_thread.run_sync(lambda: self._resubscribe_token(request, suppression))
         if found is None:
             return self.pages.error(400)
-        _, list_name, address = found
-        suppression = self.queue.suppression
+        list_name, address = found
         note = f"web resubscribe from list {list_name!r}"
         try:
             # Only what this address's own unsubscribe did: never a bounce or a complaint.
@@ -173,3 +206,14 @@ async def _one_click(request: Request) -> bool:
         return form.get(ONE_CLICK[0]) == ONE_CLICK[1]
     finally:
         await form.close()
+
+
+def _current(suppression: Suppression, address: str) -> Suppressed | None:
+    """The address's suppression as the files say now (what other processes wrote too)."""
+    suppression.refresh(force=True)
+    return suppression.get(address)
+
+
+def _scope(entry: Suppressed) -> str:
+    """What a resubscribe token is bound to: this one suppression."""
+    return f"{entry.reason}:{entry.date.isoformat() if entry.date else ''}"
