@@ -17,7 +17,10 @@ from mailer.settings import Settings
 from mailer.web.app import create_app
 
 SECURITY = {
-    "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+    "content-security-policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src https: 'self'; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
     "x-content-type-options": "nosniff",
     "referrer-policy": "no-referrer",
 }

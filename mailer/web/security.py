@@ -7,9 +7,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 MAX_BODY = 8 * 1024  # bytes: a forward form with the longest note fits several times over
 
 SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
+    # The policy, plus: article images on the archive pages (https only), no
+    # framing of any page (default-src does not cover frame-ancestors), no <base> tricks.
     (
         b"content-security-policy",
-        b"default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+        b"default-src 'none'; style-src 'unsafe-inline'; img-src https: 'self'; "
+        b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     ),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
