@@ -11,7 +11,9 @@ import html
 import os
 import re
 import tempfile
+import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +51,7 @@ _HTML_START_RE = re.compile(
     rb"\s*(<\?xml[^>]*>\s*)?(<!--.*?-->\s*)*<(!doctype\s+html|html|head|body)\b", re.S | re.I
 )
 _TAG_RE = re.compile(r"<[^>]*>")
+EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)  # dates before are taken as none
 
 
 @dataclass(frozen=True)
@@ -175,8 +178,32 @@ def import_url(
 
 
 def fetch(url: str, policy: FetchPolicy) -> Fetched:
-    """GET ``url`` (http or https, redirects bounded), at most ``policy.max_bytes`` read, the
-    whole fetch within ``policy.timeout`` seconds; any failure is one ``FetchError``."""
+    """GET ``url`` (http or https, redirects bounded), at most ``policy.max_bytes`` read and
+    as many once decompressed, the whole fetch (headers too) within ``policy.timeout``
+    seconds; any failure is one ``FetchError``."""
+    outcome: list[Fetched | BaseException] = []
+
+    def run() -> None:
+        try:
+            outcome.append(_fetch(url, policy))
+        except BaseException as exc:  # handed to the caller's thread as it is
+            outcome.append(exc)
+
+    # A server can trickle its headers a line at a time, each within httpx's read timeout:
+    # only a clock around the whole fetch bounds it. The worker is a daemon: a process that
+    # gives up on it is not held by it.
+    worker = threading.Thread(target=run, name="mailer-import-fetch", daemon=True)
+    worker.start()
+    worker.join(policy.timeout + 1)
+    if not outcome:
+        raise FetchError(f"{_host(url)}: no full answer within {policy.timeout:g} s")
+    found = outcome[0]
+    if isinstance(found, BaseException):
+        raise found
+    return found
+
+
+def _fetch(url: str, policy: FetchPolicy) -> Fetched:
     where = _host(url)
     deadline = time.monotonic() + policy.timeout
     try:
@@ -185,7 +212,11 @@ def fetch(url: str, policy: FetchPolicy) -> Fetched:
                 timeout=httpx.Timeout(policy.timeout),
                 follow_redirects=True,
                 max_redirects=policy.max_redirects,
-                headers={"User-Agent": USER_AGENT, "Accept": _ACCEPT},
+                headers={
+                    "User-Agent": USER_AGENT,
+                    "Accept": _ACCEPT,
+                    "Accept-Encoding": "gzip, deflate",
+                },
             ) as client,
             client.stream("GET", url) as response,
         ):
@@ -196,17 +227,29 @@ def fetch(url: str, policy: FetchPolicy) -> Fetched:
             declared = response.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > policy.max_bytes:
                 raise FetchError(f"{where}: the response is larger than {policy.max_bytes:,} bytes")
+            too_large = f"{where}: the response is larger than {policy.max_bytes:,} bytes"
+            inflate = _decoder(response.headers.get("content-encoding", ""), where)
             chunks: list[bytes] = []
-            size = 0
-            for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > policy.max_bytes:
-                    raise FetchError(
-                        f"{where}: the response is larger than {policy.max_bytes:,} bytes"
-                    )
+            raw = size = 0
+            # Raw bytes, decompressed here with a cap on what each chunk may become: httpx
+            # would inflate a small gzip bomb whole before any count could stop it.
+            for chunk in response.iter_raw():
+                raw += len(chunk)
+                if raw > policy.max_bytes:
+                    raise FetchError(too_large)
                 if time.monotonic() > deadline:
                     raise FetchError(f"{where}: no full answer within {policy.timeout:g} s")
-                chunks.append(chunk)
+                data = chunk
+                if inflate is not None:
+                    data = inflate.decompress(chunk, policy.max_bytes - size + 1)
+                    if inflate.unconsumed_tail:
+                        raise FetchError(too_large)
+                size += len(data)
+                if size > policy.max_bytes:
+                    raise FetchError(too_large)
+                chunks.append(data)
+            if inflate is not None:
+                chunks.append(inflate.flush(64 * 1024))
             return Fetched(
                 url=str(response.url),
                 content_type=response.headers.get("content-type", "").split(";")[0].strip(),
@@ -215,6 +258,8 @@ def fetch(url: str, policy: FetchPolicy) -> Fetched:
             )
     except httpx.TimeoutException:
         raise FetchError(f"{where}: no answer within {policy.timeout:g} s") from None
+    except zlib.error as exc:
+        raise FetchError(f"{where}: the compressed response is broken ({exc})") from None
     except httpx.TooManyRedirects:
         raise FetchError(f"{where}: more than {policy.max_redirects} redirects") from None
     except httpx.UnsupportedProtocol as exc:
@@ -223,6 +268,17 @@ def fetch(url: str, policy: FetchPolicy) -> Fetched:
         raise FetchError(f"{where}: cannot connect ({_reason(exc)})") from None
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise FetchError(f"{where}: {type(exc).__name__} ({_reason(exc)})") from None
+
+
+def _decoder(encoding: str, where: str) -> Any:
+    """A bounded decompressor for the response's one content coding, or ``None``."""
+    codings = [c.strip().lower() for c in encoding.split(",") if c.strip()]
+    codings = [c for c in codings if c != "identity"]
+    if not codings:
+        return None
+    if len(codings) == 1 and codings[0] in ("gzip", "x-gzip", "deflate"):
+        return zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib, by its header
+    raise FetchError(f"{where}: the response is sent as {encoding[:40]!r}, which is not read")
 
 
 def _host(url: str) -> str:
@@ -308,6 +364,7 @@ def _page_item(fetched: Fetched, now: dt.datetime) -> Item:
                 published = day if day.tzinfo else day.replace(tzinfo=dt.UTC)
             elif isinstance(day, dt.date):
                 published = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+            published = _plausible(published)
     fields: dict[str, str | None] = {
         "title": page.title,
         "date": page.date
@@ -330,9 +387,18 @@ def _struct_time(value: Any) -> dt.datetime | None:
     if not isinstance(value, time.struct_time):
         return None
     try:
-        return dt.datetime.fromtimestamp(calendar.timegm(value), dt.UTC)
+        return _plausible(dt.datetime.fromtimestamp(calendar.timegm(value), dt.UTC))
     except (OverflowError, OSError, ValueError):
         return None
+
+
+def _plausible(moment: dt.datetime | None) -> dt.datetime | None:
+    """A feed's date, unless it is absurd (year 1 or 9999 would crash or block a digest in
+    some time zones): then the item is taken as undated."""
+    if moment is None:
+        return None
+    latest = dt.datetime.now(dt.UTC) + dt.timedelta(days=366)
+    return moment if EARLIEST <= moment <= latest else None
 
 
 def _url(value: Any) -> str | None:

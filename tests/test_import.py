@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
+import resource
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -160,6 +163,8 @@ def site() -> Iterator[Site]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
+    # A client that stops reading (a refused bomb) is no error of the test's server: say nothing.
+    server.handle_error = lambda request, address: None  # type: ignore[method-assign]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -570,3 +575,76 @@ def test_html_in_a_title_is_read_as_text(tmp_path: Path, site: Site) -> None:
     result = run(url, "--articles", str(tmp_path), "--since", "2026-11-01")
     assert result.stdout.splitlines()[0] == f"wrote {tmp_path}/2026-11-24-fish-chips-3.md"
     assert front(tmp_path / "2026-11-24-fish-chips-3.md")["title"] == "Fish & chips <3"
+
+
+# --- from an adversarial probe ---------------------------------------------------------------
+
+
+def slow_headers(handler: BaseHTTPRequestHandler, stop: threading.Event) -> None:
+    """A header line every 0.2 s, for ever: each read is quick, the answer never starts."""
+    handler.send_response(200)
+    try:
+        for n in range(10_000):
+            handler.send_header(f"X-Slow-{n}", "x")
+            handler.flush_headers()
+            if stop.wait(0.2):
+                return
+    except OSError:
+        pass
+
+
+def test_a_server_that_trickles_its_headers_is_bounded_too(tmp_path: Path, site: Site) -> None:
+    site.routes["/slowheaders"] = Route(writer=slow_headers)
+    started = time.monotonic()
+    line = one_error(
+        run(site.url("/slowheaders"), "--articles", str(tmp_path), "--timeout", "1"), 3
+    )
+    assert "within 1 s" in line, line
+    assert time.monotonic() - started < 10
+    assert written(tmp_path) == []
+
+
+def gzipped(data: bytes, times: int = 1) -> bytes:
+    for _ in range(times):
+        data = gzip.compress(data, compresslevel=9)
+    return data
+
+
+def test_a_compressed_feed_is_read_and_a_compression_bomb_is_refused(
+    tmp_path: Path, site: Site
+) -> None:
+    site.routes["/gz"] = Route(
+        gzipped(ATOM.encode("utf-8")),
+        content_type="application/atom+xml",
+        headers={"Content-Encoding": "gzip"},
+    )
+    assert run(site.url("/gz"), "--articles", str(tmp_path / "ok")).exit_code == 0
+    assert written(tmp_path / "ok")
+    zeros = b"<!--" + b"0" * 200_000_000 + b"-->"  # 200 MB of nothing, a few hundred KB sent
+    bombs = {
+        "/bomb": Route(gzipped(zeros), headers={"Content-Encoding": "gzip"}),
+        "/double": Route(gzipped(zeros, 2), headers={"Content-Encoding": "gzip, gzip"}),
+        "/brotli": Route(b"x", headers={"Content-Encoding": "br"}),
+    }
+    site.routes.update(bombs)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    lines = [one_error(run(site.url(p), "--articles", str(tmp_path)), 3) for p in bombs]
+    assert "larger than 10,485,760 bytes" in lines[0]
+    assert "not read" in lines[1] and "not read" in lines[2]
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak
+    assert grown_kib < 100 * 1024  # never near the 200 MB it unpacks to
+    assert written(tmp_path) == []
+
+
+def test_an_absurd_feed_date_is_taken_as_no_date(
+    tmp_path: Path, site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAILER_TIMEZONE", "Pacific/Kiritimati")
+    feed = ATOM.replace("2026-11-24T09:30:00+01:00", "0001-01-01T00:00:00Z")
+    assert feed != ATOM
+    url = serve(site, "/ancient", feed, "application/atom+xml")
+    result = run(url, "--articles", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert not any(name.startswith("0001-") for name in written(tmp_path))
+    digest = invoke("digest", "--articles", str(tmp_path), "--out", str(tmp_path / "pv"))
+    assert "out of range" not in digest.output
