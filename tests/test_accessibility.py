@@ -15,8 +15,9 @@ from typing import Any, Literal
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import Browser, Page, Route, sync_playwright
+from playwright.sync_api import Browser, Page, Route
 
+from tests.browser import chromium
 from tests.cli import invoke
 from tests.conftest import REPO
 from tests.looks import (
@@ -33,14 +34,6 @@ from tests.looks import (
 
 pytestmark = pytest.mark.slow
 
-BROWSER_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 WIDTHS = (375, 800)
 SCHEMES: tuple[Literal["light", "dark"], ...] = ("light", "dark")
 SHOTS = Path("/tmp/shots17")
@@ -74,12 +67,8 @@ HEADINGS_JS = """() => [...document.querySelectorAll('h1,h2,h3,h4,h5,h6')].map(h
 
 @pytest.fixture
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path="/usr/bin/chromium", args=BROWSER_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as running:
+        yield running
 
 
 def answer_images(route: Route) -> None:

@@ -19,12 +19,12 @@ import httpx
 import pytest
 import uvicorn
 from aiosmtpd.smtp import SMTP
-from playwright.sync_api import sync_playwright
 from starlette.applications import Starlette
 
 from mailer.settings import SAMPLE_SECRET_KEY, Settings
 from mailer.tokens import make_token
 from mailer.web.archive import routes
+from tests.browser import chromium
 from tests.cli import invoke, refused
 from tests.files import leftovers
 from tests.smtpd import Recorder, smtp_server
@@ -406,29 +406,15 @@ def test_a_damaged_record_is_a_plain_500_that_tells_nothing(
     assert web.get(f"/issues/{EARLIER}/").status_code == 200
 
 
-BROWSER_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
 @pytest.mark.slow
 def test_archive_pages_fit_a_phone_and_link_to_no_token(web: httpx.Client) -> None:
     """Nothing is wider than a 375 px screen, in a real Chromium."""
     base = str(web.base_url).rstrip("/")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=BROWSER_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 375, "height": 800})
-            for path in ("/issues/", f"/issues/{DATE}/", f"/articles/{RIVER}/"):
-                page.goto(base + path)
-                width = page.evaluate("document.documentElement.scrollWidth")
-                assert width <= 375, (path, width)
-                links = page.eval_on_selector_all("a", "els => els.map(e => e.href)")
-                assert all(not re.search(r"token=", link) for link in links)
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 375, "height": 800})
+        for path in ("/issues/", f"/issues/{DATE}/", f"/articles/{RIVER}/"):
+            page.goto(base + path)
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 375, (path, width)
+            links = page.eval_on_selector_all("a", "els => els.map(e => e.href)")
+            assert all(not re.search(r"token=", link) for link in links)

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from mailer.settings import load_settings
 from mailer.suppression import Suppression
 from mailer.tokens import make_token
+from tests.browser import chromium
 from tests.cli import invoke
 from tests.mail import parsed
 from tests.smtpd import Server, smtp_server
@@ -29,14 +30,6 @@ SHOTS = Path("/tmp/shots")
 WIDTHS = (375, 800)
 AXE = Axe()
 AAA_ONLY = {"runOnly": {"type": "rule", "values": ["color-contrast-enhanced"]}}
-BROWSER_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 @pytest.fixture
@@ -60,12 +53,8 @@ def web(sample: Path, monkeypatch: pytest.MonkeyPatch, smtp: Server) -> Iterator
 
 @pytest.fixture
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path="/usr/bin/chromium", args=BROWSER_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as running:
+        yield running
 
 
 def shoot(browser: Browser, url: str, name: str) -> None:
