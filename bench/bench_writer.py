@@ -53,7 +53,28 @@ def process_tree(root: Path, rev: str) -> Path:
             capture_output=True,
         )
         (tree / "mailer" / name).write_bytes(shown.stdout)
+    # What the CLI asks of the ledger since that revision: a lease (PostgreSQL only) and
+    # the URL test; the SQLite path is the same.
+    with (tree / "mailer" / "ledger.py").open("a", encoding="utf-8") as module:
+        module.write(COMPAT)
     return tree
+
+
+COMPAT = """
+
+_open_then = Ledger.open.__func__
+
+
+def _open_now(cls, path, *, lease=None, **options):  # type: ignore[no-untyped-def]
+    return _open_then(cls, path, **options)
+
+
+Ledger.open = classmethod(_open_now)  # type: ignore[method-assign,assignment]
+
+
+def is_url(path: object) -> bool:
+    return False
+"""
 
 
 def main() -> int:
