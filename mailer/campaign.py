@@ -37,7 +37,7 @@ from mailer.suppression import Reason, Suppression
 from mailer.transports.base import Transport
 from mailer.transports.files import FilesTransport
 from mailer.transports.smtp import needs_smtputf8
-from mailer.verp import return_path
+from mailer.verp import ReturnPaths
 
 if TYPE_CHECKING:
     from mailer.dkim import Signer
@@ -53,23 +53,22 @@ class Postmark:
     signatures (``MAILER_DKIM_*``). Previews are not stamped: they never travel."""
 
     signer: Signer | None = None
-    bounce_address: str | None = None
-    secret: str = ""
+    return_paths: ReturnPaths | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Postmark:
         """Reads the DKIM keys (a broken key file is one ``ConfigError`` naming it)."""
+        secret = settings.secret_key.get_secret_value()
+        bounce = settings.bounce_address
         return cls(
             signer=settings.dkim_signer(),
-            bounce_address=settings.bounce_address,
-            secret=settings.secret_key.get_secret_value(),
+            return_paths=ReturnPaths(bounce, secret) if bounce else None,
         )
 
     def stamp(self, campaign: Campaign, message: Outgoing) -> Outgoing:
         sender = message.sender
-        if self.bounce_address:
-            email = message.recipient.email
-            sender = return_path(self.bounce_address, self.secret, campaign.id, email)
+        if self.return_paths is not None:
+            sender = self.return_paths(campaign.id, message.recipient.email)
         data = self.signer.sign(message.data) if self.signer is not None else message.data
         return replace(message, sender=sender, data=data)
 
@@ -380,7 +379,7 @@ async def run_campaign(
     if limit is not None:
         stream = itertools.islice(stream, limit)
     messages = (compose(recipient, index) for index, recipient in enumerate(stream, 1))
-    if postmark is not None and (postmark.signer is not None or postmark.bounce_address):
+    if postmark is not None and (postmark.signer or postmark.return_paths):
         messages = (postmark.stamp(campaign, message) for message in messages)
     engine = Delivery(
         transport,

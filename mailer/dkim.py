@@ -312,20 +312,9 @@ class Signer:
         self._clock = clock
 
     @classmethod
-    def from_pem(
-        cls, selector: str, domain: str, pem: bytes, *, source: str = "DKIM key"
-    ) -> Signer:
-        """One key, from PEM bytes (``source`` names them in errors)."""
-        return cls(domain, [load_key(selector, pem, source=source)])
-
-    @classmethod
     def from_files(cls, domain: str, keys: Iterable[tuple[str, Path]]) -> Signer:
         """One key per ``(selector, PEM file)``: an RSA and an Ed25519 key sign twice."""
         return cls(domain, [read_key(selector, path) for selector, path in keys])
-
-    def records(self) -> list[str]:
-        """The DNS records to publish, one per key, as ``txt_record`` writes them."""
-        return [txt_record(key, self.domain) for key in self.keys]
 
     def sign(self, message: bytes) -> bytes:
         """The message with its DKIM-Signature field(s) prepended; bare LFs become CRLF."""

@@ -101,12 +101,24 @@ def make_tag(secret: str, campaign_id: int, email: str, *, room: int = MAX_LOCAL
     return short
 
 
+class ReturnPaths:
+    """The return paths of one send: the bounce address checked and split once, then one
+    ``bounces+<tag>@domain`` per message (the hot path: a MAC and a format)."""
+
+    def __init__(self, bounce_address: str, secret: str) -> None:
+        local, _, domain = check_bounce_address(bounce_address).rpartition("@")
+        self._local, self._domain = local, ascii_domain(domain)
+        self._room = MAX_LOCAL_PART - len(local) - 1
+        self._secret = secret
+
+    def __call__(self, campaign_id: int, email: str) -> str:
+        tag = make_tag(self._secret, campaign_id, email, room=self._room)
+        return f"{self._local}+{tag}@{self._domain}"
+
+
 def return_path(bounce_address: str, secret: str, campaign_id: int, email: str) -> str:
     """``bounces+<tag>@domain``: the envelope sender (MAIL FROM) of one message."""
-    bounce = check_bounce_address(bounce_address)
-    local, _, domain = bounce.rpartition("@")
-    room = MAX_LOCAL_PART - len(local) - 1
-    return f"{local}+{make_tag(secret, campaign_id, email, room=room)}@{ascii_domain(domain)}"
+    return ReturnPaths(bounce_address, secret)(campaign_id, email)
 
 
 def parse(address: str, secret: str) -> Tag | None:
