@@ -25,7 +25,7 @@ from mailer.articles import ARTICLE_SUFFIXES, compile_clutter, load_article, loa
 from mailer.campaign import Outcome, Postmark, run_campaign
 from mailer.delivery import Delivery
 from mailer.errors import GuardError, InputError
-from mailer.headers import address_key, check_visible, normalise_email
+from mailer.headers import address_key, check_visible, normalise_email, page_slug
 from mailer.ledger import Campaign, Ledger, State
 from mailer.messages import Composer, Envelope
 from mailer.models import Article, Recipient, Rendered, SendResult
@@ -44,6 +44,12 @@ QUOTA_WINDOW = dt.timedelta(hours=24)
 # Said for a suppressed friend and for a friend who already has this article: a sender
 # learns neither that someone unsubscribed nor what someone else sent them.
 CANNOT_FORWARD = "cannot forward this article to {friend}"
+
+
+class CannotForward(GuardError):
+    """A friend who cannot get this forward, suppressed or already sent it: one message for
+    both, so that neither is revealed (the web form answers it as if sent)."""
+
 
 # "Name <address>" (the name optionally in plain double quotes) or a bare address.
 _NAMED_RE = re.compile(r'(?:"(?P<quoted>[^"\\]*)"|(?P<plain>[^<>"\\]*?))\s*<(?P<address>[^<>\s]+)>')
@@ -201,7 +207,7 @@ def find_article(
         articles_dir, extra_clutter=clutter_patterns, base_url=base_url, zone=zone
     )
     for article in articles:
-        if article.slug == ref:
+        if article.slug == ref or page_slug(article.slug) == ref:  # as the web links it
             return article
     raise InputError(f"{ref}: no article with this slug in {articles_dir}")
 
@@ -230,7 +236,7 @@ def prepare_forward(
     checked_friends = check_friends(friends)
     for friend in checked_friends:
         if is_suppressed(friend):
-            raise GuardError(CANNOT_FORWARD.format(friend=friend))
+            raise CannotForward(CANNOT_FORWARD.format(friend=friend))
     found = (
         article
         if isinstance(article, Article)
@@ -272,23 +278,31 @@ def check_forward_limits(
         if ledger.forward_exists(friend, forward.article.slug):
             if resuming and mine is not None and ledger.counts(mine)[State.SENT]:
                 continue  # this very command, run again: that friend is done
-            raise GuardError(CANNOT_FORWARD.format(friend=friend))
+            raise CannotForward(CANNOT_FORWARD.format(friend=friend))
         if mine is not None and ledger.counts(mine)[State.FAILED]:
             raise GuardError(
                 f"{friend}: the mail server refused this forward before; not sending it again",
                 hint=f"`mailer status '{mine.name}'` shows its reply",
             )
         left.append(friend)
+    check_quota(ledger, forward.sender.address, len(left), quota=quota, now=now)
+    return dataclasses.replace(forward, friends=tuple(left))
+
+
+def check_quota(
+    ledger: Ledger, sender: str, asking: int, *, quota: int, now: dt.datetime | None = None
+) -> None:
+    """``GuardError`` when ``asking`` more forwards by ``sender`` would pass the quota of
+    the last 24 hours. The web form asks it first, before anything about the friend, so
+    that its answer never depends on who the friend is."""
     since = (now or dt.datetime.now(dt.UTC)) - QUOTA_WINDOW
-    done = ledger.forward_count_since(forward.sender.address, since)
-    if done + len(left) > quota:
-        remaining = max(0, quota - done)
+    done = ledger.forward_count_since(sender, since)
+    if done + asking > quota:
         raise GuardError(
-            f"{forward.sender.address} may forward {quota} articles per 24 hours; "
-            f"{done} sent, {remaining} left, {len(left)} asked",
+            f"{sender} may forward {quota} articles per 24 hours; "
+            f"{done} sent, {max(0, quota - done)} left, {asking} asked",
             hint="try again later",
         )
-    return dataclasses.replace(forward, friends=tuple(left))
 
 
 def start_campaigns(ledger: Ledger, forward: Forward) -> list[Campaign]:

@@ -124,7 +124,9 @@ def test_the_daily_quota_is_the_commands(
             assert post(client, form(f"f{i}@example.net")).status_code == 200
         third = post(client, form("f2@example.net"))
     assert third.status_code == 400
-    assert problem(third) == f"{ALICE} may forward 2 articles per 24 hours; try again later."
+    assert problem(third) == (
+        f"{ALICE} may forward 2 articles per 24 hours; 2 sent, 0 left, 1 asked."
+    )
     assert 'value="f2@example.net"' in third.text  # the form keeps what was typed
     assert len(smtp.recorder.received) == 2
 

@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from mailer.articles import ARTICLE_SUFFIXES, load_articles
+from mailer.articles import ARTICLE_SUFFIXES
 from mailer.errors import (
     GuardError,
     InputError,
@@ -34,14 +34,14 @@ from mailer.errors import (
     TokenError,
 )
 from mailer.forward import (
-    CANNOT_FORWARD,
     MAX_NAME_CHARS,
     MAX_NOTE_CHARS,
-    QUOTA_WINDOW,
+    CannotForward,
     Delivered,
     Forward,
     Sender,
     check_name,
+    check_quota,
     deliver_forward,
     find_article,
     prepare_forward,
@@ -188,18 +188,8 @@ class ForwardPages:
                 base_url=settings.article_base_url,
                 zone=settings.zone,
             )
-        except MailerError:
-            pass
-        try:
-            articles = load_articles(
-                settings.articles_dir,
-                extra_clutter=settings.clutter_patterns,
-                base_url=settings.article_base_url,
-                zone=settings.zone,
-            )
-        except MailerError:
+        except MailerError:  # none: the same 404 whatever the reason
             return None
-        return next((a for a in articles if page_slug(a.slug) == slug), None)
 
     def _form(
         self,
@@ -259,7 +249,7 @@ class ForwardPages:
             async with self._one_at_a_time:
                 delivered = await to_thread.run_sync(self._deliver, prepared)
         except GuardError as exc:
-            if exc.message.startswith(CANNOT_FORWARD.format(friend="")):
+            if isinstance(exc, CannotForward):
                 # suppressed, or already sent this article: never said as such
                 return self.pages.render("forwarded", headers=NO_STORE, article=article)
             return self._form(request, article, values, problem=_plain(exc), status=400)
@@ -294,16 +284,9 @@ class ForwardPages:
 
     def _check_quota(self, address: str) -> None:
         settings = self.settings
-        if not settings.ledger_is_there():
-            return
-        since = dt.datetime.now(dt.UTC) - QUOTA_WINDOW
-        with Ledger.open(settings.ledger, readonly=True) as ledger:
-            done = ledger.forward_count_since(address, since)
-        if done >= settings.forward_daily_quota:
-            raise GuardError(
-                f"{address} may forward {settings.forward_daily_quota} articles per 24 hours; "
-                "try again later"
-            )
+        if settings.ledger_is_there():
+            with Ledger.open(settings.ledger, readonly=True) as ledger:
+                check_quota(ledger, address, 1, quota=settings.forward_daily_quota)
 
     def _deliver(self, request: Forward) -> Delivered:
         """In a worker thread, under the lock: the ledger's guards and the delivery of
