@@ -182,7 +182,7 @@ def atomic_writer(path: Path, *, bom: bool = False) -> Iterator[TextIO]:
         if isinstance(exc, OSError):
             raise InputError(f"{path}: cannot write ({exc.strerror})") from exc
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _mode_for(path: Path) -> int:
@@ -194,7 +194,8 @@ def _mode_for(path: Path) -> int:
         return 0o666 & ~umask
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Make a folder's new or renamed entries durable (where the file system can)."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:
@@ -202,7 +203,7 @@ def _fsync_dir(folder: Path) -> None:
     try:
         os.fsync(fd)
     except OSError:
-        pass  # some file systems cannot fsync a directory; the rename is still atomic
+        pass  # some file systems cannot fsync a directory; the change is still made
     finally:
         os.close(fd)
 

@@ -35,6 +35,7 @@ from mailer.articles import (
     read_page,
     recorded_sources,
 )
+from mailer.csvfile import fsync_dir
 from mailer.errors import FetchError, InputError, MailerError
 from mailer.headers import is_web_url, slugify
 
@@ -476,6 +477,7 @@ def _write(folder: Path, item: Item, zone: dt.tzinfo, now: dt.datetime) -> Path:
             path = first if number == 1 else first.with_name(f"{first.stem}-{number}.md")
             try:
                 os.link(temp, path)
+                fsync_dir(folder)  # the new name survives a power cut, as the file does
                 return path
             except FileExistsError:
                 continue

@@ -172,7 +172,8 @@ MAILER_SECRET_KEY={key}
 MAILER_DEFAULT_LIST={LIST_NAME}
 
 # The SMTP relay: for now a local test server, which keeps what it gets and passes nothing
-# on. Start one in another terminal with:  python -m aiosmtpd -n -l {host}:{port}
+# on. Start one in another terminal with:
+#   pip install aiosmtpd && python -m aiosmtpd -n -l {host}:{port}
 MAILER_SMTP_HOST={host}
 MAILER_SMTP_PORT={port}
 MAILER_SMTP_SECURITY=none

@@ -18,7 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
 
-from mailer.csvfile import ROW_ERROR, append_rows, csv_layout, locked, records, rewrite_rows, widen
+from mailer.csvfile import (
+    ROW_ERROR,
+    append_rows,
+    csv_layout,
+    fsync_dir,
+    locked,
+    records,
+    rewrite_rows,
+    widen,
+)
 from mailer.errors import InputError, TokenError
 from mailer.headers import address_key, normalise_email
 from mailer.subscribers import SUPPRESSION_FILENAME
@@ -343,7 +352,7 @@ class Suppression:
             finally:
                 os.close(fd)
             if created:
-                _fsync_dir(path.parent)
+                fsync_dir(path.parent)
         except OSError as exc:
             raise InputError(f"{path}: cannot write ({exc.strerror})") from exc
         self._journal_pos += len(data)
@@ -383,7 +392,7 @@ class Suppression:
                 self.journal_path.unlink(missing_ok=True)
             except OSError as exc:
                 raise InputError(f"{self.journal_path}: cannot delete ({exc.strerror})") from exc
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
         self._csv_stamp = _file_stamp(self.path)
         self._journal_ino = self._journal_pos = self._journal_lines = 0
         self._journal_added = {}
@@ -419,19 +428,6 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some file systems cannot fsync a directory; the change is still made
-    finally:
-        os.close(fd)
 
 
 # A journal line: op ("+" suppress, "-" lift), address, reason, date, and a CRC-32 of the

@@ -87,8 +87,10 @@ def init(
     print("  mailer digest            previews of this week's issue in previews/ (nothing is sent)")
     if checked_sender is None or checked_url is None:
         print("  edit .env                set MAILER_FROM and MAILER_PUBLIC_URL (needed to send)")
-    print("  python -m aiosmtpd -n -l localhost:1025")
-    print("                           a local test server, in another terminal")
+    host, port = scaffold.LOCAL_SERVER
+    print(f"  pip install aiosmtpd && python -m aiosmtpd -n -l {host}:{port}")
+    print("                           a local test server (it prints what it gets), in another")
+    print("                           terminal; the .env already points at it")
     print("  mailer digest --send     send the issue to it")
 
 
