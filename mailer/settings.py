@@ -51,6 +51,8 @@ SAMPLE_DOMAIN = "example.com"
 # HMAC-SHA256 takes keys of any length, but a key shorter than its 32-byte output is easier
 # to guess than the MAC it makes.
 MIN_SECRET_KEY_BYTES = 32
+NEW_KEY = "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+KEY_HINT = f"set MAILER_SECRET_KEY to a long random value, e.g. {NEW_KEY}"
 
 _SECURITY = Literal["starttls", "tls", "none"]
 _MAX_SLUG = 63  # of the newsletter name in the default list id: one DNS label's worth
@@ -317,7 +319,7 @@ class Settings(BaseSettings):
         if key != SAMPLE_SECRET_KEY and len(key.encode("utf-8")) < MIN_SECRET_KEY_BYTES:
             raise ValueError(
                 f"too short: use at least {MIN_SECRET_KEY_BYTES} bytes of random text, e.g. "
-                "from `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+                f"from {NEW_KEY}"
             )
         return value
 
@@ -424,13 +426,12 @@ class Settings(BaseSettings):
                 "(links go to <it>/unsubscribe), or MAILER_UNSUBSCRIBE_URL",
             )
 
-    def require_real_secret(self) -> None:
-        """Sending real mail with the public sample key would let anyone forge unsubscribes."""
+    def require_real_secret(self, why: str = "; refusing to send", hint: str = KEY_HINT) -> None:
+        """The public sample key signs nothing that counts: with it anyone could forge
+        unsubscribes, forwards and return paths. ``why`` ends the message for each use."""
         if self.secret_key.get_secret_value() == SAMPLE_SECRET_KEY:
             raise ConfigError(
-                "setting MAILER_SECRET_KEY: still the public sample key; refusing to send",
-                hint="set MAILER_SECRET_KEY to a long random value, e.g. "
-                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`",
+                f"setting MAILER_SECRET_KEY: still the public sample key{why}", hint=hint
             )
 
 

@@ -120,7 +120,7 @@ def scan_command(
     so running it again (from cron) changes nothing.
     """
     from mailer.bounces import BounceReader, SqliteStore, scan
-    from mailer.settings import SAMPLE_SECRET_KEY, load_settings
+    from mailer.settings import load_settings
     from mailer.suppression import Suppression
 
     if [maildir is not None, mbox is not None, imap].count(True) != 1:
@@ -129,12 +129,10 @@ def scan_command(
     messages = _messages(settings, maildir, mbox)
     suppression = Suppression.for_lists_dir(settings.lists_dir)
     secret = settings.secret_key.get_secret_value()
-    if secret == SAMPLE_SECRET_KEY:
-        raise ConfigError(
-            "setting MAILER_SECRET_KEY: still the public sample key; anyone could forge "
-            "return-path tags with it, so bounces are not read",
-            hint="set MAILER_SECRET_KEY to the long random value your mail was sent with",
-        )
+    settings.require_real_secret(
+        "; anyone could forge return-path tags with it, so bounces are not read",
+        hint="set MAILER_SECRET_KEY to the long random value your mail was sent with",
+    )
     with (
         _resolver(settings) as resolver,
         SqliteStore(record or settings.data_dir / RECORD_FILE) as store,

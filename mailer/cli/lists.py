@@ -442,7 +442,6 @@ def unsubscribe(
     With --token, the token of an unsubscribe link is checked against MAILER_SECRET_KEY
     first; a forged, altered or moved token suppresses no one.
     """
-    from mailer.settings import SAMPLE_SECRET_KEY
     from mailer.suppression import token_address
 
     settings = _settings()
@@ -452,12 +451,10 @@ def unsubscribe(
     address = _email_argument(email) if email is not None else None
     if token is not None:
         secret = settings.secret_key.get_secret_value()
-        if secret == SAMPLE_SECRET_KEY:
-            raise MailerError(
-                "setting MAILER_SECRET_KEY: still the public sample key, so tokens prove "
-                "nothing; refusing to act on one",
-                hint="set MAILER_SECRET_KEY to the key the messages were signed with",
-            )
+        settings.require_real_secret(
+            ", so tokens prove nothing; refusing to act on one",
+            hint="set MAILER_SECRET_KEY to the key the messages were signed with",
+        )
         token_list, token_email = token_address(secret, token)
         if address is not None and address.lower() != token_email.lower():
             raise InputError(f"--token: the token is not for {address}; nothing changed")

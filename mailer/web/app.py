@@ -14,8 +14,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from mailer.errors import ConfigError, MailerError
-from mailer.settings import SAMPLE_SECRET_KEY, Settings
+from mailer.errors import MailerError
+from mailer.settings import Settings
 from mailer.suppression import Suppression
 from mailer.web import archive
 from mailer.web.forward import ForwardPages
@@ -41,12 +41,10 @@ def create_app(settings: Settings, *, max_body: int = MAX_BODY) -> Starlette:
     """The app over the same settings, lists, suppression list, ledger and articles as the
     CLI. Refuses the public sample secret key (tokens would prove nothing); a broken
     suppression file is a ``MailerError`` here, before anything listens."""
-    if settings.secret_key.get_secret_value() == SAMPLE_SECRET_KEY:
-        raise ConfigError(
-            "setting MAILER_SECRET_KEY: still the public sample key, so the links' tokens "
-            "prove nothing; refusing to serve",
-            hint="set MAILER_SECRET_KEY to the key the messages were signed with",
-        )
+    settings.require_real_secret(
+        ", so the links' tokens prove nothing; refusing to serve",
+        hint="set MAILER_SECRET_KEY to the key the messages were signed with",
+    )
     pages = Pages(settings)
     suppression = Suppression.for_lists_dir(settings.lists_dir)
     queue = UnsubscribeQueue(suppression)
