@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from mailer.cli.common import err, plural, reports_errors
+from mailer.cli.common import parse_issue_date, plural, reports_errors, skipped_article
 from mailer.errors import InputError
 
 archive_app = typer.Typer(
@@ -81,11 +80,11 @@ def build(
         raise InputError("--pages-only: give --out DIR, the folder to write the pages into")
     store = Store(settings.archive_dir)
     if not pages_only:
-        issue_date = _parse_date(date) if date is not None else settings.today()
+        issue_date = parse_issue_date(date) if date is not None else settings.today()
         options = DigestOptions(
             issue_date=issue_date, days=days, max_articles=max_articles, subject=subject
         )
-        digest = select_issue(settings, options, on_skip=_skipped_article)
+        digest = select_issue(settings, options, on_skip=skipped_article)
         path = store.save(issue_of(digest))
         print(f"Archived {digest.subject!r} ({plural(len(digest.articles), 'article')}) in {path}")
     if out is None:
@@ -99,16 +98,3 @@ def build(
     )
     if not settings.public_url:
         print("Set MAILER_PUBLIC_URL to give the feed absolute links.")
-
-
-def _parse_date(value: str) -> dt.date:
-    from mailer.headers import issue_date_from_text
-
-    day = issue_date_from_text(value)
-    if day is None:
-        raise InputError(f"--date: {value[:40]!r} is not a date (use YYYY-MM-DD)")
-    return day
-
-
-def _skipped_article(path: Path, reason: str) -> None:
-    err(f"warning: {path}: skipped ({reason})")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import functools
 import os
 import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
@@ -16,7 +18,14 @@ import typer
 from typer import _click as click  # the click that Typer carries (its own copy)
 from typer.core import TyperCommand
 
-from mailer.errors import EXIT_INCOMPLETE, EXIT_OK, EXIT_RESUMABLE, Interrupted, MailerError
+from mailer.errors import (
+    EXIT_INCOMPLETE,
+    EXIT_OK,
+    EXIT_RESUMABLE,
+    InputError,
+    Interrupted,
+    MailerError,
+)
 
 if TYPE_CHECKING:
     from mailer.campaign import Outcome
@@ -159,3 +168,18 @@ def detach_from_terminal() -> None:
                     os.dup2(devnull, fd)
     finally:
         os.close(devnull)
+
+
+def parse_issue_date(value: str) -> dt.date:
+    """An issue's ``--date``: exactly ``YYYY-MM-DD``, as its archive page names it."""
+    from mailer.headers import issue_date_from_text
+
+    day = issue_date_from_text(value)
+    if day is None:
+        raise InputError(f"--date: {value[:40]!r} is not a date (use YYYY-MM-DD)")
+    return day
+
+
+def skipped_article(path: Path, reason: str) -> None:
+    """Told of an article file the digest does not read (a symlink out, a pipe)."""
+    err(f"warning: {path}: skipped ({reason})")

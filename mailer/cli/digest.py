@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from mailer.cli.common import err, exit_code, plural, reports_errors
-from mailer.errors import EXIT_OK, EXIT_USAGE, InputError
+from mailer.cli.common import (
+    err,
+    exit_code,
+    parse_issue_date,
+    plural,
+    reports_errors,
+    skipped_article,
+)
+from mailer.errors import EXIT_OK, InputError
 
 if TYPE_CHECKING:
     # The library loads when a command runs, not for `mailer --help` (start-up time).
@@ -121,7 +127,7 @@ def digest(
         articles_dir=articles, previews_dir=out, concurrency=concurrency, rate=rate
     )
     options = DigestOptions(
-        issue_date=_parse_date(date) if date is not None else settings.today(),
+        issue_date=parse_issue_date(date) if date is not None else settings.today(),
         days=days,
         max_articles=max_articles,
         subject=subject,
@@ -218,7 +224,7 @@ def _send(settings: Settings, audience: Audience, request: _SendRequest) -> Outc
             dataclasses.replace(options, issue_date=target.issue_date, campaign=target.name),
             fields=existing.fields if existing else None,
             cutoff=existing.cutoff if existing else None,
-            on_skip=_skipped_article,
+            on_skip=skipped_article,
         )
         if target.resumed_open_issue:
             print(
@@ -362,7 +368,7 @@ def _preview(
     from mailer.pipeline import prepare_digest
     from mailer.suppression import Suppression
 
-    prepared = prepare_digest(settings, options, on_skip=_skipped_article)
+    prepared = prepare_digest(settings, options, on_skip=skipped_article)
     suppression = Suppression.for_lists_dir(settings.lists_dir)
     audience = Audience(prepared.list_path, suppression, strict=strict, on_problem=rows.invalid)
     recipients = itertools.islice(audience.mailable(), limit)
@@ -404,10 +410,6 @@ class _RowReport:
             print(f"Skipped {plural(suppressed, 'suppressed address', 'suppressed addresses')}.")
 
 
-def _skipped_article(path: Path, reason: str) -> None:
-    err(f"warning: {path}: skipped ({reason})")
-
-
 def _warn_smtputf8(count: int, transport: SMTPTransport) -> None:
     if not count:
         return
@@ -420,14 +422,6 @@ def _warn_smtputf8(count: int, transport: SMTPTransport) -> None:
             f"{transport.config.where} does not offer SMTPUTF8, so they will be failed "
             "without being tried (`mailer status --list failed`)."
         )
-
-
-def _parse_date(value: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        err(f"Error: --date: {value[:40]!r} is not a date (use YYYY-MM-DD)")
-        raise typer.Exit(EXIT_USAGE) from None
 
 
 @reports_errors
