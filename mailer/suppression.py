@@ -274,13 +274,25 @@ class Suppression:
         Returns how many were newly suppressed. Every address is checked before anything is
         written (``ValueError`` names the first bad one).
         """
+        return len(self.add_each(items, date=date, note=note, journal=journal))
+
+    def add_each(
+        self,
+        items: Iterable[tuple[str, Reason]],
+        *,
+        date: dt.date | None = None,
+        note: str = "",
+        journal: bool = False,
+    ) -> list[Suppressed]:
+        """``add_many``, returning the entries it made: what the files said just before,
+        read under the same lock, tells which addresses this call suppressed."""
         wanted: list[tuple[str, Reason]] = []
         for email, reason in items:
             if reason not in REASONS:
                 raise ValueError(f"reason must be one of {', '.join(REASONS)}, not {reason!r}")
             wanted.append((normalise_email(email), reason))
         if not wanted:
-            return 0
+            return []
         day = date or dt.date.today()
         with locked(self.path):
             self._sync(journal)
@@ -290,10 +302,10 @@ class Suppression:
                 if key not in self._entries and key not in fresh:
                     fresh[key] = Suppressed(address, reason, day)
             if not fresh:
-                return 0
+                return []
             self._write([("+", entry) for entry in fresh.values()], journal=journal)
             self._log([("suppress", e.email, e.reason, note) for e in fresh.values()])
-        return len(fresh)
+        return list(fresh.values())
 
     def remove(
         self, email: str, *, note: str = "", only: Reason | None = None, journal: bool = False

@@ -294,6 +294,28 @@ def test_concurrent_unsubscribes_are_all_kept_and_commands_see_them(
     assert len(again) == len(emails) + 1 and all(again.is_suppressed(e) for e in emails)
 
 
+async def _post_same(url: str, tokens: list[str]) -> list[str]:
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+        answers = await asyncio.gather(
+            *(client.post("/unsubscribe", params={"token": t}, data=ONE_CLICK) for t in tokens)
+        )
+    assert [a.status_code for a in answers] == [200] * len(tokens)
+    return [a.text for a in answers]
+
+
+def test_of_clicks_made_together_only_the_one_that_suppressed_offers_the_undo(
+    sample: Path, web: WebServer
+) -> None:
+    """Clicks on one address written in one batch (some with the address in other case):
+    one of them made the suppression, and only its page may undo it."""
+    tokens = [token(ALICE), token(ALICE.upper()), token("Alice@Example.org")] * 4
+    pages = asyncio.run(_post_same(web.url, tokens))
+    assert sum("/resubscribe" in page for page in pages) == 1
+    assert all("You are unsubscribed" in page for page in pages)
+    assert len(suppressed(sample)) == 1
+    assert len((sample / "lists" / "suppressed.log").read_text().splitlines()) == 1
+
+
 @pytest.mark.slow
 def test_mailer_serve_runs_logs_no_token_and_stops_cleanly(
     sample: Path, settings: Settings

@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from mailer.errors import MailerError, TokenError
-from mailer.headers import normalise_email
+from mailer.headers import address_key, normalise_email
 from mailer.settings import Settings
 from mailer.suppression import Reason, Suppressed, Suppression, token_address
 from mailer.tokens import make_token, token_payload
@@ -32,42 +32,47 @@ ONE_CLICK = ("List-Unsubscribe", "One-Click")
 
 class UnsubscribeQueue:
     """Gathers the unsubscribes that arrive together into one locked, fsync'd journal write,
-    made in a worker thread so the event loop never waits on the disk. A request is
-    answered only once its address is on disk; a client that hangs up meanwhile does not
-    stop the write."""
+    made in a worker thread so the event loop never waits on the disk or the lock. A
+    request is answered only once its address is on disk; a client that hangs up meanwhile
+    does not stop the write. Each waiter learns the entry its request made, or ``None``
+    if the address was already suppressed (read under the same lock as the write)."""
 
     def __init__(self, suppression: Suppression) -> None:
         self.suppression = suppression
-        self._pending: list[tuple[str, str, asyncio.Future[None]]] = []
+        self._pending: list[tuple[str, str, asyncio.Future[Suppressed | None]]] = []
         self._writer: asyncio.Task[None] | None = None
 
-    async def suppress(self, address: str, note: str) -> None:
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    async def suppress(self, address: str, note: str) -> Suppressed | None:
+        done: asyncio.Future[Suppressed | None] = asyncio.get_running_loop().create_future()
         self._pending.append((address, note, done))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._drain())
-        await asyncio.shield(done)
+        return await asyncio.shield(done)
 
     async def _drain(self) -> None:
         while self._pending:
             batch, self._pending = self._pending, []
             try:
-                await to_thread.run_sync(self._write, [(a, n) for a, n, _ in batch])
+                made = await to_thread.run_sync(self._write, [(a, n) for a, n, _ in batch])
             except Exception as exc:  # each waiter hears of it
                 for _, _, done in batch:
                     if not done.done():
                         done.set_exception(exc)
             else:
-                for _, _, done in batch:
+                for (_, _, done), entry in zip(batch, made, strict=True):
                     if not done.done():
-                        done.set_result(None)
+                        done.set_result(entry)
 
-    def _write(self, items: list[tuple[str, str]]) -> None:
+    def _write(self, items: list[tuple[str, str]]) -> list[Suppressed | None]:
+        """Per item, the entry it made; the first item for an address makes it."""
         by_note: dict[str, list[tuple[str, Reason]]] = defaultdict(list)
         for address, note in items:
             by_note[note].append((address, "unsubscribed"))
+        made: dict[str, Suppressed] = {}
         for note, batch in by_note.items():
-            self.suppression.add_many(batch, note=note, journal=True)
+            for entry in self.suppression.add_each(batch, note=note, journal=True):
+                made[address_key(entry.email)] = entry
+        return [made.pop(address_key(normalise_email(address)), None) for address, _ in items]
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -141,18 +146,15 @@ class UnsubscribePages:
         if found is None or not await _one_click(request):
             return self.pages.error(400)
         _, list_name, address = found
-        suppression = self.queue.suppression
         try:
-            before = await to_thread.run_sync(lambda: _current(suppression, address))
-            await self.queue.suppress(address, f"one-click from list {list_name!r}")
+            entry = await self.queue.suppress(address, f"one-click from list {list_name!r}")
         except MailerError as exc:
             log.error("unsubscribe not recorded: %s", exc.message)
             return self.pages.error(500)
         # The undo is offered only by the click that made this suppression: a token of its
         # own, scoped to it, on this page alone (an old message cannot undo anything).
-        entry = suppression.get(address)
         action = None
-        if before is None and entry is not None and entry.reason == "unsubscribed":
+        if entry is not None:
             again = make_token(
                 self.secret, list_name, address, purpose="resubscribe", scope=_scope(entry)
             )
