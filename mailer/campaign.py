@@ -30,10 +30,11 @@ from mailer.archive import Store, issue_of
 from mailer.delivery import Delivery
 from mailer.errors import EmptyAudience, InputError
 from mailer.ledger import OPEN_STATES, Campaign, Ledger, State
+from mailer.ledger.suppression import SuppressionList
 from mailer.models import DeliveryPolicy, Outgoing, Recipient, SendResult, Status
 from mailer.pipeline import PreparedIssue, campaign_name
 from mailer.subscribers import LIST_HINT, RowProblem, read_list
-from mailer.suppression import Reason, Suppression
+from mailer.suppression import Reason
 from mailer.transports.base import Transport
 from mailer.transports.files import FilesTransport
 from mailer.transports.smtp import needs_smtputf8
@@ -87,7 +88,7 @@ class Audience:
     def __init__(
         self,
         list_path: Path,
-        suppression: Suppression,
+        suppression: SuppressionList,
         *,
         strict: bool = False,
         on_problem: Callable[[RowProblem], None] | None = None,
@@ -326,7 +327,7 @@ async def run_campaign(
     policy: DeliveryPolicy,
     compose: Compose,
     *,
-    suppression: Suppression,
+    suppression: SuppressionList,
     resend_unknown: bool = False,
     limit: int | None = None,
     postmark: Postmark | None = None,
@@ -419,7 +420,7 @@ async def run_campaign(
 def settle(
     ledger: Ledger,
     campaign: Campaign,
-    suppression: Suppression,
+    suppression: SuppressionList,
     *,
     refusals: int,
     bounced: Iterable[str] = (),

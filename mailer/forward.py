@@ -27,11 +27,11 @@ from mailer.delivery import Delivery
 from mailer.errors import GuardError, InputError
 from mailer.headers import address_key, check_visible, normalise_email, page_slug
 from mailer.ledger import Campaign, Ledger, State
+from mailer.ledger.suppression import SuppressionList
 from mailer.messages import Composer, Envelope
 from mailer.models import Article, Recipient, Rendered, SendResult
 from mailer.render import personal_fields, render_template_pair
 from mailer.settings import Settings
-from mailer.suppression import Suppression
 from mailer.transports.base import Transport
 from mailer.transports.smtp import SMTPTransport
 
@@ -416,7 +416,7 @@ def deliver_forward(
     settings: Settings,
     request: Forward,
     rendered: Rendered,
-    suppression: Suppression,
+    suppression: SuppressionList,
     *,
     transport: Transport | None = None,
     watch: Callable[[str], Watch] | None = None,

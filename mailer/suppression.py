@@ -28,10 +28,9 @@ from mailer.csvfile import (
     rewrite_rows,
     widen,
 )
-from mailer.errors import InputError, TokenError
+from mailer.errors import InputError
 from mailer.headers import address_key, normalise_email
 from mailer.subscribers import SUPPRESSION_FILENAME
-from mailer.tokens import Purpose, verify_token
 
 Reason = Literal["unsubscribed", "bounced", "complaint", "manual"]
 REASONS: tuple[Reason, ...] = get_args(Reason)
@@ -77,17 +76,6 @@ def _file_stamp(path: Path) -> _FileStamp:
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror})") from exc
     return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-
-def token_address(
-    secret: str, token: str, *, purpose: Purpose = "unsubscribe", scope: str = ""
-) -> tuple[str, str]:
-    """``(list name, normalised address)`` of a genuine token; ``TokenError`` otherwise."""
-    list_name, email = verify_token(secret, token, purpose=purpose, scope=scope)
-    try:
-        return list_name, normalise_email(email)
-    except ValueError:
-        raise TokenError(f"{purpose} token is malformed") from None
 
 
 class Suppression:
@@ -286,11 +274,7 @@ class Suppression:
     ) -> list[Suppressed]:
         """``add_many``, returning the entries it made: what the files said just before,
         read under the same lock, tells which addresses this call suppressed."""
-        wanted: list[tuple[str, Reason]] = []
-        for email, reason in items:
-            if reason not in REASONS:
-                raise ValueError(f"reason must be one of {', '.join(REASONS)}, not {reason!r}")
-            wanted.append((normalise_email(email), reason))
+        wanted = checked_items(items)
         if not wanted:
             return []
         day = date or dt.date.today()
@@ -321,6 +305,9 @@ class Suppression:
             self._write([("-", entry)], journal=journal)
             self._log([("resubscribe", entry.email, entry.describe(), note)])
         return entry
+
+    def close(self) -> None:
+        """Nothing to let go of: files are opened per read and write."""
 
     def compact(self) -> None:
         """Fold the journal into the CSV (one atomic rewrite) and delete the journal."""
@@ -426,6 +413,17 @@ class Suppression:
                 os.close(fd)
         except OSError as exc:
             raise InputError(f"{self.log_path}: cannot write ({exc.strerror})") from exc
+
+
+def checked_items(items: Iterable[tuple[str, Reason]]) -> list[tuple[str, Reason]]:
+    """Addresses normalised and reasons checked, before anything is written (``ValueError``
+    names the first bad one)."""
+    wanted: list[tuple[str, Reason]] = []
+    for email, reason in items:
+        if reason not in REASONS:
+            raise ValueError(f"reason must be one of {', '.join(REASONS)}, not {reason!r}")
+        wanted.append((normalise_email(email), reason))
+    return wanted
 
 
 def _cells(entry: Suppressed) -> dict[str, str]:

@@ -13,6 +13,7 @@ import re
 from typing import Literal
 
 from mailer.errors import TokenError
+from mailer.headers import normalise_email
 
 Purpose = Literal["unsubscribe", "forward", "resubscribe"]
 _CONTEXTS: dict[str, bytes] = {
@@ -124,3 +125,14 @@ def token_payload(token: str) -> tuple[str, str] | None:
     except (ValueError, UnicodeDecodeError):
         return None
     return list_name, email
+
+
+def token_address(
+    secret: str, token: str, *, purpose: Purpose = "unsubscribe", scope: str = ""
+) -> tuple[str, str]:
+    """``(list name, normalised address)`` of a genuine token; ``TokenError`` otherwise."""
+    list_name, email = verify_token(secret, token, purpose=purpose, scope=scope)
+    try:
+        return list_name, normalise_email(email)
+    except ValueError:
+        raise TokenError(f"{purpose} token is malformed") from None

@@ -12,7 +12,18 @@ from typing import Annotated
 import typer
 
 from mailer import __version__
-from mailer.cli import archive, bounces, digest, forward, importer, init, lists, serve, status
+from mailer.cli import (
+    archive,
+    bounces,
+    digest,
+    forward,
+    importer,
+    init,
+    ledger,
+    lists,
+    serve,
+    status,
+)
 
 app = typer.Typer(
     name="mailer",
@@ -58,6 +69,7 @@ importer.register(app)
 serve.register(app)
 archive.register(app)
 bounces.register(app)
+ledger.register(app)
 
 
 def main() -> None:

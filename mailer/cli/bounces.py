@@ -120,14 +120,14 @@ def scan_command(
     so running it again (from cron) changes nothing.
     """
     from mailer.bounces import BounceReader, SqliteStore, scan
+    from mailer.ledger.suppression import open_suppression
     from mailer.settings import load_settings
-    from mailer.suppression import Suppression
 
     if [maildir is not None, mbox is not None, imap].count(True) != 1:
         raise MailerError("give exactly one of --maildir DIR, --mbox FILE and --imap")
     settings = load_settings(ledger=ledger_file)
     messages = _messages(settings, maildir, mbox)
-    suppression = Suppression.for_lists_dir(settings.lists_dir)
+    suppression = open_suppression(settings)
     secret = settings.secret_key.get_secret_value()
     settings.require_real_secret(
         "; anyone could forge return-path tags with it, so bounces are not read",

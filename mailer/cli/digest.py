@@ -118,10 +118,10 @@ def digest(
     On a terminal, --send to more than one recipient asks first; --yes skips the question.
     """
     from mailer.campaign import Audience, check_campaign_name
+    from mailer.ledger.suppression import open_suppression
     from mailer.pipeline import DigestOptions
     from mailer.settings import load_settings
     from mailer.subscribers import LIST_HINT, resolve_list
-    from mailer.suppression import Suppression
 
     settings = load_settings(
         articles_dir=articles, previews_dir=out, concurrency=concurrency, rate=rate
@@ -150,7 +150,7 @@ def digest(
         hint=LIST_HINT,
         must_exist=False,
     )
-    suppression = Suppression.for_lists_dir(settings.lists_dir)
+    suppression = open_suppression(settings)
     audience = Audience(list_path, suppression, strict=strict, on_problem=rows.invalid)
     request = _SendRequest(
         options, date is not None, limit, resend_unknown, accept_changes, yes, strict
@@ -365,11 +365,11 @@ def _preview(
     import itertools
 
     from mailer.campaign import Audience, write_previews
+    from mailer.ledger.suppression import open_suppression
     from mailer.pipeline import prepare_digest
-    from mailer.suppression import Suppression
 
     prepared = prepare_digest(settings, options, on_skip=skipped_article)
-    suppression = Suppression.for_lists_dir(settings.lists_dir)
+    suppression = open_suppression(settings)
     audience = Audience(prepared.list_path, suppression, strict=strict, on_problem=rows.invalid)
     recipients = itertools.islice(audience.mailable(), limit)
     first = next(recipients, None)

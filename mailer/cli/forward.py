@@ -13,9 +13,9 @@ from mailer.errors import EXIT_OK, EXIT_RESUMABLE, InputError
 if TYPE_CHECKING:
     # The library loads when a command runs, not for `mailer --help` (start-up time).
     from mailer.forward import Forward, Watch
+    from mailer.ledger.suppression import SuppressionList
     from mailer.models import Rendered
     from mailer.settings import Settings
-    from mailer.suppression import Suppression
 
 # mailer.forward's MAX_FRIENDS and MAX_NOTE_CHARS, for the help without importing it (a test
 # keeps them equal).
@@ -78,17 +78,17 @@ def forward(
     one sender in 24 hours. Only messages actually sent count.
     """
     from mailer.forward import prepare_forward, render_forward
+    from mailer.ledger.suppression import open_suppression
     from mailer.pipeline import newsletter_context
     from mailer.render import make_environment
     from mailer.settings import load_settings
-    from mailer.suppression import Suppression
 
     if send and out is not None:
         raise InputError("--send sends and --out writes previews; give one of them")
     settings = load_settings()
     if send:
         settings.require_sendable()
-    suppression = Suppression.for_lists_dir(settings.lists_dir)
+    suppression = open_suppression(settings)
     request = prepare_forward(
         settings,
         article=article,
@@ -135,7 +135,7 @@ def _preview(settings: Settings, request: Forward, rendered: Rendered, folder: P
 
 
 def _send(
-    settings: Settings, request: Forward, rendered: Rendered, suppression: Suppression
+    settings: Settings, request: Forward, rendered: Rendered, suppression: SuppressionList
 ) -> int:
     """The library's forward delivery, with progress on screen."""
     from mailer.cli.progress import SendDisplay, print_summary

@@ -18,10 +18,11 @@ from mailer.errors import EXIT_INCOMPLETE, EXIT_USAGE, InputError, MailerError
 
 if TYPE_CHECKING:
     # The library loads when a command runs, not for `mailer --help` (start-up time).
+    from mailer.ledger.suppression import SuppressionList
     from mailer.models import Recipient
     from mailer.settings import Settings
     from mailer.subscribers import RowProblem
-    from mailer.suppression import Suppressed, Suppression
+    from mailer.suppression import Suppressed
 
 MAX_LISTED = 10  # suppressed addresses named one by one after an import
 
@@ -60,10 +61,10 @@ def _settings() -> Settings:
     return load_settings()
 
 
-def _suppression(settings: Settings) -> Suppression:
-    from mailer.suppression import Suppression
+def _suppression(settings: Settings) -> SuppressionList:
+    from mailer.ledger.suppression import open_suppression
 
-    return Suppression.for_lists_dir(settings.lists_dir)
+    return open_suppression(settings)
 
 
 def _actor() -> str:
@@ -442,7 +443,7 @@ def unsubscribe(
     With --token, the token of an unsubscribe link is checked against MAILER_SECRET_KEY
     first; a forged, altered or moved token suppresses no one.
     """
-    from mailer.suppression import token_address
+    from mailer.tokens import token_address
 
     settings = _settings()
     if email is None and token is None:

@@ -9,6 +9,7 @@ import psycopg
 from mailer.errors import LedgerError
 
 APPLICATION_ID: Final = 0x6D6C6472  # "mldr": the advisory lock that serialises migrations
+SUPPRESSION_LOCK: Final = 0x6D6C7370  # "mlsp": held by each change to the suppression list
 
 # Each entry is one version: the statements that take the schema from the previous version
 # to this one. Append, never edit: mailer_schema.version records how many ran. Timestamps
@@ -85,6 +86,30 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         )""",
         "CREATE INDEX forwards_sender ON forwards (sender)",
         "CREATE INDEX forwards_friend_article ON forwards (friend, article)",
+    ),
+    (
+        # The suppression list, shared by every sender and `mailer serve` (see
+        # mailer.ledger.suppression): one row per address key, as in lists/suppressed.csv.
+        """CREATE TABLE suppressions (
+            key TEXT PRIMARY KEY,
+            email TEXT NOT NULL,
+            reason TEXT NOT NULL CHECK (reason IN ('unsubscribed', 'bounced', 'complaint',
+                'manual')),
+            day DATE
+        )""",
+        # Every change, in the order it was committed (writers take SUPPRESSION_LOCK, so a
+        # larger seq is a later commit): readers follow it from the last seq they read.
+        """CREATE TABLE suppression_log (
+            seq BIGSERIAL PRIMARY KEY,
+            at TIMESTAMPTZ NOT NULL DEFAULT now(),
+            action TEXT NOT NULL CHECK (action IN ('suppress', 'resubscribe')),
+            key TEXT NOT NULL,
+            email TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            day DATE,
+            note TEXT NOT NULL DEFAULT ''
+        )""",
+        "CREATE INDEX suppression_log_key ON suppression_log (key)",
     ),
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)

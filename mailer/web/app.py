@@ -15,8 +15,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from mailer.errors import MailerError
+from mailer.ledger.suppression import open_suppression
 from mailer.settings import Settings
-from mailer.suppression import Suppression
 from mailer.web import archive
 from mailer.web.forward import ForwardPages
 from mailer.web.pages import Pages
@@ -46,7 +46,7 @@ def create_app(settings: Settings, *, max_body: int = MAX_BODY) -> Starlette:
         hint="set MAILER_SECRET_KEY to the key the messages were signed with",
     )
     pages = Pages(settings)
-    suppression = Suppression.for_lists_dir(settings.lists_dir)
+    suppression = open_suppression(settings)
     queue = UnsubscribeQueue(suppression)
     unsubscribe, resubscribe, prefix = paths(settings)
     routes: list[BaseRoute] = []
@@ -73,6 +73,7 @@ def create_app(settings: Settings, *, max_body: int = MAX_BODY) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         await queue.close()  # every unsubscribe answered is on disk; finish any in flight
+        suppression.close()
 
     app = Starlette(
         routes=routes,

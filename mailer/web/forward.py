@@ -49,11 +49,12 @@ from mailer.forward import (
 )
 from mailer.headers import address_key, page_slug
 from mailer.ledger import Ledger
+from mailer.ledger.suppression import SuppressionList
 from mailer.models import Article, Status
 from mailer.render import make_environment
 from mailer.settings import Settings
 from mailer.subscribers import is_list_name, read_list
-from mailer.suppression import Suppression, token_address
+from mailer.tokens import token_address
 from mailer.web.pages import NO_STORE, Pages
 
 log = logging.getLogger("mailer.web")
@@ -122,7 +123,7 @@ class Asker:
 class ForwardPages:
     """The forward form's routes."""
 
-    def __init__(self, settings: Settings, pages: Pages, suppression: Suppression) -> None:
+    def __init__(self, settings: Settings, pages: Pages, suppression: SuppressionList) -> None:
         self.settings = settings
         self.secret = settings.secret_key.get_secret_value()
         self.pages = pages

@@ -21,9 +21,10 @@ from starlette.routing import Route
 
 from mailer.errors import MailerError, TokenError
 from mailer.headers import address_key, normalise_email
+from mailer.ledger.suppression import SuppressionList
 from mailer.settings import Settings
-from mailer.suppression import Reason, Suppressed, Suppression, token_address
-from mailer.tokens import make_token, token_payload
+from mailer.suppression import Reason, Suppressed
+from mailer.tokens import make_token, token_address, token_payload
 from mailer.web.pages import NO_STORE, Pages, mask_address
 
 log = logging.getLogger("mailer.web")
@@ -37,7 +38,7 @@ class UnsubscribeQueue:
     does not stop the write. Each waiter learns the entry its request made, or ``None``
     if the address was already suppressed (read under the same lock as the write)."""
 
-    def __init__(self, suppression: Suppression) -> None:
+    def __init__(self, suppression: SuppressionList) -> None:
         self.suppression = suppression
         self._pending: list[tuple[str, str, asyncio.Future[Suppressed | None]]] = []
         self._writer: asyncio.Task[None] | None = None
@@ -109,7 +110,7 @@ class UnsubscribePages:
         return tokens[0], list_name, address
 
     def _resubscribe_token(
-        self, request: Request, suppression: Suppression
+        self, request: Request, suppression: SuppressionList
     ) -> tuple[str, str] | None:
         """``(list name, address)`` of a genuine resubscribe token for the suppression the
         address has now; else None (forged, or that suppression is gone or another)."""
@@ -210,7 +211,7 @@ async def _one_click(request: Request) -> bool:
         await form.close()
 
 
-def _current(suppression: Suppression, address: str) -> Suppressed | None:
+def _current(suppression: SuppressionList, address: str) -> Suppressed | None:
     """The address's suppression as the files say now (what other processes wrote too)."""
     suppression.refresh(force=True)
     return suppression.get(address)

@@ -1,0 +1,98 @@
+"""The suppression list every command consults, wherever it lives.
+
+With the default SQLite ledger it is ``lists/suppressed.csv`` and its journal
+(``mailer.suppression``). With a PostgreSQL ledger it lives in that database, so that
+``mailer serve`` on one machine and senders on others see the same unsubscribes: the
+``suppressions`` table holds the list and ``suppression_log`` every change in commit order.
+Each process keeps the list in memory and reads only the changes it has not seen, at most
+every ``RECHECK_EVERY`` seconds during a send (so an unsubscribe made mid-campaign is
+honoured by every sender within about a second), and at once when asked.
+
+A local ``lists/suppressed.csv`` is not read once the list is shared; a sender refuses to
+start while that file holds addresses the database has never had, so that switching
+``MAILER_LEDGER`` cannot make anyone mailable again. ``mailer ledger migrate-suppressions``
+moves them in.
+The shared list is ``mailer.ledger.postgres_suppression``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Protocol
+
+from mailer.ledger.api import is_url
+from mailer.settings import Settings
+from mailer.suppression import Reason, Suppressed, Suppression, suppression_path
+
+
+class SuppressionList(Protocol):
+    """What commands ask of a suppression list: ``Suppression`` (files) or
+    ``SharedSuppression`` (PostgreSQL)."""
+
+    @property
+    def path(self) -> Path | str: ...
+
+    @property
+    def log_path(self) -> Path | str: ...
+
+    def close(self) -> None: ...
+
+    def refresh(self, *, force: bool = False) -> bool: ...
+
+    def reason(self, email: str) -> str | None: ...
+
+    def is_suppressed(self, email: str) -> bool: ...
+
+    def get(self, email: str) -> Suppressed | None: ...
+
+    def __contains__(self, email: object) -> bool: ...
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[Suppressed]: ...
+
+    def add(
+        self,
+        email: str,
+        reason: Reason,
+        *,
+        date: dt.date | None = None,
+        note: str = "",
+        journal: bool = False,
+    ) -> bool: ...
+
+    def add_many(
+        self,
+        items: Iterable[tuple[str, Reason]],
+        *,
+        date: dt.date | None = None,
+        note: str = "",
+        journal: bool = False,
+    ) -> int: ...
+
+    def add_each(
+        self,
+        items: Iterable[tuple[str, Reason]],
+        *,
+        date: dt.date | None = None,
+        note: str = "",
+        journal: bool = False,
+    ) -> list[Suppressed]: ...
+
+    def remove(
+        self, email: str, *, note: str = "", only: Reason | None = None, journal: bool = False
+    ) -> Suppressed | None: ...
+
+
+def open_suppression(settings: Settings) -> SuppressionList:
+    """The suppression list of these settings: in the PostgreSQL ledger's database when
+    ``MAILER_LEDGER`` is one, else the files in the lists folder."""
+    if is_url(settings.ledger):
+        from mailer.ledger.postgres_suppression import SharedSuppression  # psycopg: if used
+
+        return SharedSuppression.open(
+            str(settings.ledger), local=suppression_path(settings.lists_dir)
+        )
+    return Suppression.for_lists_dir(settings.lists_dir)
