@@ -1,21 +1,23 @@
-"""The ledger's writer, a thread or a process, compared on the real send path in one run.
+"""The SQLite ledger's writer, a child process or a thread, compared on the real send path in
+one run.
 
 Usage: .venv/bin/python bench/bench_writer.py [--n 20000] [--concurrency 8] [--rounds 3]
-                                              [--rtt MS] [--process-rev REV]
+                                              [--rtt MS]
 
 Each round runs `mailer digest --send` twice into one smtp-sink (bench/bench_send.py's
 sink, articles and list), once with each writer, in alternating order, each with a fresh
-ledger:
+ledger. Only the writer differs:
 
-- thread: this working tree (mailer/ledger/, whose writer is a thread);
-- process: a copy of this working tree in which mailer/ledger/ is replaced by the
-  single-module ledger of git revision REV (default ff5300b, the last one before the
-  package), whose writer is a child process, with that revision's status command (the
-  current one shows senders, which that ledger does not know). Only the ledger differs.
+- process: this working tree as it is (mailer.ledger.writer_process: the group commits are
+  made by a child process);
+- thread: the same tree, with the same group commits made by a thread of the sending
+  process (mailer.ledger.writer.ThreadWriter over the same SQLiteApplier), put in place
+  by a few lines run before the CLI.
 
 It reports msg/s (N over the child's wall time, start-up included) and CPU per message (the
-writer process's included: it is reaped by the child) for every run, the median of each
-writer, and the spread of the rounds: the noise that a difference must beat.
+writer process's included: it is reaped by the sender) for every run, the median of each
+writer, and the spread of the rounds: the noise that a difference must beat. Issue 14: keep
+the simpler one (the thread) unless the other wins by more than the noise.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ import argparse
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -35,45 +36,23 @@ import bench_send as bs  # a sibling script, not a package
 
 WRITERS = ("thread", "process")
 REPO = Path(__file__).resolve().parent.parent
+# `mailer ARGS` with the thread writer in place of the child process, for SQLite.
+THREAD_MAILER = """
+import sys
+from mailer.ledger import writer, writer_process
+from mailer.ledger.sqlite_apply import SQLiteApplier
 
 
-def process_tree(root: Path, rev: str) -> Path:
-    """A copy of this tree's package with the ledger of ``rev`` (a module and its writer
-    process) in place of the ledger package; the repository's templates beside it."""
-    tree = root / "process-tree"
-    skip = shutil.ignore_patterns("__pycache__")
-    shutil.copytree(REPO / "mailer", tree / "mailer", ignore=skip)
-    shutil.copytree(REPO / "templates", tree / "templates", ignore=skip)
-    shutil.rmtree(tree / "mailer" / "ledger")
-    # The ledger's two modules, and the status command, which reads new ledger names.
-    for name in ("ledger.py", "ledger_writer.py", "cli/status.py"):
-        shown = subprocess.run(
-            ["git", "-C", str(REPO), "show", f"{rev}:mailer/{name}"],
-            check=True,
-            capture_output=True,
-        )
-        (tree / "mailer" / name).write_bytes(shown.stdout)
-    # What the CLI asks of the ledger since that revision: a lease (PostgreSQL only) and
-    # the URL test; the SQLite path is the same.
-    with (tree / "mailer" / "ledger.py").open("a", encoding="utf-8") as module:
-        module.write(COMPAT)
-    return tree
+class ThreadInstead(writer.ThreadWriter):
+    def __init__(self, location, path, lock_fd, clock):
+        super().__init__(location, lambda: SQLiteApplier(path), clock)
 
 
-COMPAT = """
+writer_process.ProcessWriter = ThreadInstead
+from mailer.__main__ import main
 
-_open_then = Ledger.open.__func__
-
-
-def _open_now(cls, path, *, lease=None, **options):  # type: ignore[no-untyped-def]
-    return _open_then(cls, path, **options)
-
-
-Ledger.open = classmethod(_open_now)  # type: ignore[method-assign,assignment]
-
-
-def is_url(path: object) -> bool:
-    return False
+sys.argv = ["mailer", *sys.argv[1:]]
+main()
 """
 
 
@@ -84,7 +63,6 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rtt", type=float, default=0.0, metavar="MS")
     parser.add_argument("--timeout", type=float, default=900)
-    parser.add_argument("--process-rev", default="ff5300b", metavar="REV")
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="bench-writer-"))
@@ -99,7 +77,7 @@ def main() -> int:
         sink = bs.Sink("smtp-sink" if bs.SMTP_SINK else "aiosmtpd", root)
         proxy = bs.DelayProxy(sink.port, args.rtt / 1000) if args.rtt else None
         port = proxy.port if proxy is not None else sink.port
-        trees = {"thread": REPO, "process": process_tree(root, args.process_rev)}
+        starts = {"thread": ["-c", THREAD_MAILER], "process": ["-m", "mailer"]}
         common = ["--date", bs.ISSUE_DATE.isoformat(), "--articles", str(articles)]
         common += [
             "--list",
@@ -116,9 +94,9 @@ def main() -> int:
             order = WRITERS if round_ % 2 == 0 else WRITERS[::-1]
             for writer in order:
                 ledger = bs.fresh_ledger(root, f"{writer}{round_}")
-                env = {**bs.child_env(port, ledger), "PYTHONPATH": str(trees[writer])}
+                env = {**bs.child_env(port, ledger), "PYTHONPATH": str(REPO)}
                 before = sink.accepted() or 0
-                argv = [sys.executable, "-m", "mailer", "digest", *common]
+                argv = [sys.executable, *starts[writer], "digest", *common]
                 run = bs.run_child(writer, argv, env=env, cwd=root, timeout=args.timeout)
                 seen = (sink.wait_settled(before + args.n) or 0) - before
                 states = bs.inspect_ledger(ledger)
@@ -143,7 +121,7 @@ def main() -> int:
             print(f"{writer:<8} median {medians[writer]:.0f} msg/s (rounds: {values})")
         gain = medians["process"] - medians["thread"]
         verdict = (
-            "the process wins" if gain > spread else "no win beyond the noise: keep the thread"
+            "the process wins" if gain > spread else "no win beyond the noise: the thread would do"
         )
         print(
             f"process - thread: {gain:+.0f} msg/s; noise (largest spread of one writer's "

@@ -114,3 +114,14 @@ def test_no_module_is_over_500_lines() -> None:
         if (n := len(path.read_text(encoding="utf-8").splitlines())) > 500
     }
     assert not big, big
+
+
+def test_the_ledger_is_a_package_of_modules_under_400_lines() -> None:
+    """Issue 14: ledger.py is gone, and no module of mailer/ledger/ is over 400 lines."""
+    assert not (PACKAGE / "ledger.py").exists()
+    big = {
+        path.name: n
+        for path in (PACKAGE / "ledger").glob("*.py")
+        if (n := len(path.read_text(encoding="utf-8").splitlines())) > 400
+    }
+    assert not big, big

@@ -19,7 +19,6 @@ import sqlite3
 import stat
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -552,30 +551,67 @@ def sink_lines(sink: Path) -> list[str]:
     return sink.read_text(encoding="utf-8").splitlines() if sink.exists() else []
 
 
-def writer_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "mailer-ledger-writer"]
+def writer_children(db: Path) -> list[int]:
+    """The pids of the writer processes committing to ``db`` (children of this process, or
+    orphans of a killed one)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(b"writer_process" in a for a in argv) and str(db).encode() in argv:
+            found.append(int(entry.name))
+    return found
 
 
-async def test_the_writer_is_a_thread_started_by_the_first_change_and_ended_by_close(
+async def test_the_writer_is_a_child_process_started_by_the_first_change_and_ended_by_close(
     db: Path,
 ) -> None:
-    before = len(writer_threads())
     book = Ledger.open(db)
     campaign = book.start_campaign("c", kind="digest", recipients=people(3))
     emails = [r.email for r in people(3)]
-    assert len(writer_threads()) == before  # started by the first state change
+    assert writer_children(db) == []  # started by the first state change
     await book.mark_sending(campaign, emails[0], "<0@x>")
-    assert len(writer_threads()) == before + 1
+    (child,) = writer_children(db)
+    assert child != os.getpid()
     await book.record(campaign, result(emails[0], Status.SENT))
     book.mark_sending(campaign, emails[1], "<1@x>")  # queued only: close commits it
     book.close()
-    assert len(writer_threads()) == before  # it ended with the ledger
+    assert writer_children(db) == []  # it ended with the ledger, and was reaped
     with Ledger.open(db) as book:
         assert states(book, campaign) == {
             emails[0]: "sent",
             emails[1]: "unknown",
             emails[2]: "pending",
         }
+
+
+async def test_a_writer_child_that_dies_fails_what_it_had_not_committed(db: Path) -> None:
+    """The writer process killed under a running send (the OOM killer, say): every change
+    it had not acknowledged fails at once (no connection waits forever), later ones too, and
+    close says so; what it committed stays."""
+    book = Ledger.open(db)
+    campaign = book.start_campaign("c", kind="digest", recipients=people(4))
+    emails = [r.email for r in people(4)]
+    await book.mark_sending(campaign, emails[0], "<0@x>")
+    await book.record(campaign, result(emails[0], Status.SENT))
+    (child,) = writer_children(db)
+    os.kill(child, signal.SIGSTOP)  # it cannot commit what comes now
+    stuck = book.mark_sending(campaign, emails[1], "<1@x>")
+    await asyncio.sleep(0.05)
+    os.kill(child, signal.SIGKILL)
+    with pytest.raises(LedgerError, match="ledger writer"):
+        await asyncio.wait_for(stuck, 10)
+    with pytest.raises(LedgerError, match="ledger writer"):
+        await asyncio.wait_for(book.mark_sending(campaign, emails[2], "<2@x>"), 10)
+    with pytest.raises(LedgerError, match="ledger writer"):
+        book.close()
+    with Ledger.open(db) as again:
+        assert states(again, campaign)[emails[0]] == "sent"
+        assert states(again, campaign)[emails[2]] == "pending"
 
 
 async def test_a_failed_commit_fails_every_change_queued_after_it(db: Path) -> None:
@@ -664,7 +700,8 @@ def test_after_sigkill_at_random_points_nobody_gets_two_copies(tmp_path: Path, d
             _, stderr = sender.communicate(timeout=30)
         assert sender.returncode == -signal.SIGKILL, stderr
         kills += 1
-        released(db)  # the kernel released the killed run's lock
+        released(db)  # the killed run's writer child finished, and the kernel let go
+        assert writer_children(db) == []  # no orphan left committing
         with raw(db) as conn:  # before any recovery: what the killed run left in flight
             (sending,) = conn.execute(
                 "SELECT count(*) FROM deliveries WHERE state = 'sending'"

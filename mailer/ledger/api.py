@@ -5,10 +5,11 @@ unknown``. A row is ``sending`` once its Message-ID is committed, which happens 
 message's data can go out; a row still ``sending`` when its sender is gone belongs to a
 process that died between DATA and the recorded reply, and becomes ``unknown``.
 
-State changes are queued on the event loop and written by the ledger's writer thread in
-group commits (``synchronous=FULL`` on SQLite, a durable commit on PostgreSQL). Callers may
-await a change: the wait ends once the transaction holding it has committed. Every commit
-takes everything queued so far, in queue order. So if a worker queues its ``record`` for
+State changes are queued on the event loop and written by the ledger's writer (a child
+process for SQLite, a thread for PostgreSQL) in group commits (``synchronous=FULL`` on
+SQLite, a durable commit on PostgreSQL). Callers may await a change: the wait ends once the
+transaction holding it has committed. Every commit takes everything queued so far, in queue
+order. So if a worker queues its ``record`` for
 one message before its ``mark_sending`` for the next, the record is committed no later than
 the mark, and after a crash at most one row per worker (the concurrency) is left
 ``sending``. Reads, and the synchronous campaign jobs, use connections of their own.
@@ -118,8 +119,7 @@ class Ledger:
     def close(self) -> None:
         """Commit everything queued, then release the store and its lock.
 
-        Raises ``LedgerError`` if any write failed, so that a failure of a ``record`` that
-        nobody awaited is not silent.
+        Raises ``LedgerError`` if any write failed: a failed ``record`` nobody awaited too.
         """
         if self._closed:
             return
@@ -261,7 +261,13 @@ class Ledger:
             raise LedgerError(f"{self.path}: the ledger is open read-only")
         if self._writer is None:
             clock = None if self._clock is utcnow else self._clock
-            self._writer = ThreadWriter(self.store.location, self.store.applier, clock)
+            store = self.store
+            if isinstance(store, SQLiteStore):  # see mailer.ledger.writer_process: why
+                from mailer.ledger.writer_process import ProcessWriter
+
+                self._writer = ProcessWriter(store.location, store.path, store.lock_fd, clock)
+            else:  # PostgreSQL
+                self._writer = ThreadWriter(store.location, store.applier, clock)
         return self._writer
 
     def _check_open(self) -> None:

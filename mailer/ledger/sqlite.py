@@ -16,8 +16,6 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
-from filelock import FileLock
-
 from mailer.errors import EmptyAudience, LedgerError
 from mailer.ledger import lock, schema
 from mailer.ledger.model import (
@@ -61,15 +59,15 @@ class SQLiteStore:
         path: Path,
         reader: sqlite3.Connection,
         conn: sqlite3.Connection | None,
-        lock: FileLock | None,
+        held: lock.WriterLock | None,
         recovered: int,
     ) -> None:
         self.path = path
         self.location = str(path)
         self._reader = reader
         self._read_lock = threading.Lock()
-        self._conn = conn  # campaign jobs write here; state changes go to the writer thread
-        self._lock = lock
+        self._conn = conn  # campaign jobs write here; state changes go to the writer
+        self._lock = held
         self.readonly = conn is None
         self.recovered = recovered
 
@@ -155,6 +153,11 @@ class SQLiteStore:
 
     def applier(self) -> SQLiteApplier:
         return SQLiteApplier(self.path)
+
+    @property
+    def lock_fd(self) -> int | None:
+        """The writer lock's descriptor, for the writer child to hold it too."""
+        return self._lock.fd if self._lock is not None else None
 
     # --- campaigns (each in a transaction of its own) ---
 

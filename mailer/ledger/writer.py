@@ -9,10 +9,10 @@ Each change's future resolves when the commit that holds it is done; every commi
 every batch handed over so far, in order, so a change is never committed after one queued
 later.
 
-Why a thread: the store's driver (sqlite3, psycopg) lets go of the GIL while it waits for
-the disk or the server, which is where a commit spends its time. A writer process was
-measured against this thread on the real send path and bought nothing (see
-docs/ledger.md).
+The thread commits for PostgreSQL, whose commits are network round trips. SQLite's commits
+are made by a child process instead (``mailer.ledger.writer_process``, which subclasses this
+and replaces only the hand-over), because there the GIL cost the thread more than the disk
+did (see docs/ledger.md).
 
 Everything here runs on the event loop's thread, except ``_run`` (the writer thread) and
 ``drain``, the synchronous path used by ``close`` and the campaign jobs, which waits for the
@@ -38,6 +38,8 @@ MAX_BATCH: Final = 10_000  # queued changes that are handed over without waiting
 
 # What the thread reports after each commit: (upto, commits, refused, error).
 _Ack = tuple[int, int, list[tuple[int, int, str]], str | None]
+# A batch handed over: (seq, the time it was handed over or None for the commit's, changes).
+Handover = tuple[int, str | None, list[Change]]
 
 
 class _Needs(Protocol):
@@ -89,8 +91,7 @@ class ThreadWriter:
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []  # flush() calls
         self._loop: asyncio.AbstractEventLoop | None = None
         # Shared with the thread: batches go in, acknowledgements come back.
-        self._inbox: queue.SimpleQueue[tuple[int, str | None, list[Change]] | None]
-        self._inbox = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[Handover | None] = queue.SimpleQueue()
         self._acks: collections.deque[_Ack] = collections.deque()
         self._done = threading.Condition()
         self._upto = 0  # batches the thread has finished with (under _done)
@@ -99,6 +100,15 @@ class ThreadWriter:
             target=self._run, args=(applier,), name="mailer-ledger-writer", daemon=True
         )
         self._thread.start()
+
+    def _hand_over(self, batch: Handover) -> None:
+        """Give a batch to whatever commits it (here the thread)."""
+        self._inbox.put(batch)
+
+    def _end(self) -> None:
+        """After the last batch: let the committer finish, and wait for it."""
+        self._inbox.put(None)
+        self._thread.join()
 
     # --- the writer thread ---
 
@@ -233,13 +243,18 @@ class ThreadWriter:
         self._wanted = False
         self._outstanding[self._seq] = self._futures
         now = None if self.clock is None else stamp(self.clock())
-        self._inbox.put((self._seq, now, self._ops))
-        self._ops, self._futures = [], []
+        ops, self._ops, self._futures = self._ops, [], []
+        try:
+            self._hand_over((self._seq, now, ops))
+        except LedgerError as exc:  # the committer is gone: nothing more can be written
+            self._fail(exc.message)
 
     def _take_acks(self) -> None:
         while self._acks:
             self._acknowledge(*self._acks.popleft())
-        if self.error is None and self._acked < self._seq and not self._thread.is_alive():
+        with self._done:
+            alive = self._alive  # set false by the thread itself, before it wakes us
+        if self.error is None and self._acked < self._seq and not alive:
             self._fail("the ledger writer stopped unexpectedly")
 
     def _acknowledge(
@@ -311,8 +326,7 @@ class ThreadWriter:
             if self.error is None:
                 self.error = LedgerError(f"{self.location}: cannot write the ledger ({exc})")
         finally:
-            self._inbox.put(None)
-            self._thread.join()
+            self._end()
 
 
 def _resolve(future: asyncio.Future[None], error: BaseException | None) -> None:

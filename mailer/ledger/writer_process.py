@@ -1,0 +1,203 @@
+"""The SQLite ledger's writer as a child process: the group commits of ``ThreadWriter``, made
+by a process of their own.
+
+Why a process for SQLite: a writer thread shares the GIL with the event loop. Each commit
+needs the GIL back after every statement and after the disk's fsync, and at thousands of
+messages a second the loop holds it most of the time, so each mark waited longer for its
+commit than the commit took. ``bench/bench_writer.py`` measures the two on the real send
+path in one run (docs/ledger.md has the figures). PostgreSQL keeps the thread: its commits
+are network round trips, and every sender is already a process of its own.
+
+Everything on the event loop is ``ThreadWriter``'s: batches, futures, acknowledgements. Only
+the hand-over differs. The event loop writes each batch to the child's stdin as one frame;
+the child commits whatever frames have arrived as one transaction (``SQLiteApplier``,
+``synchronous=FULL``) and writes one acknowledgement frame back; a thread of ours reads
+those (it needs the GIL once per commit, not once per statement). Frames are a 4-byte
+length and a ``marshal`` payload: the same interpreter writes and reads them.
+
+The child holds the ledger's lock with us (its descriptor is passed on), so a sender killed
+with SIGKILL keeps its ledger locked until the child has committed the frames it had whole
+(a torn last frame was never acknowledged) and exited. The child ignores SIGINT, SIGTERM and
+SIGHUP: the sender drains, then closes the child's stdin, and the child's end of input is
+always how it stops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import marshal
+import os
+import select
+import signal
+import struct
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any, Final
+
+from mailer.errors import LedgerError
+from mailer.ledger.writer import Handover, ThreadWriter
+
+_LENGTH: Final = struct.Struct(">I")
+_CHILD: Final = "from mailer.ledger.writer_process import child; child()"
+
+
+class ProcessWriter(ThreadWriter):
+    """``ThreadWriter`` whose commits are made by a child process (see the module notes)."""
+
+    def __init__(
+        self,
+        location: str,
+        path: Path,
+        lock_fd: int | None,
+        clock: Callable[[], dt.datetime] | None,
+    ) -> None:
+        # The child imports this very package, from wherever this process found it.
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        try:
+            self._child = subprocess.Popen(
+                [sys.executable, "-c", _CHILD, str(path)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                pass_fds=() if lock_fd is None else (lock_fd,),
+                env=env,
+            )
+        except OSError as exc:
+            raise LedgerError(f"{location}: cannot start the ledger writer ({exc})") from exc
+        assert self._child.stdin is not None and self._child.stdout is not None
+        self._to_child: IO[bytes] = self._child.stdin
+        self._from_child: IO[bytes] = self._child.stdout
+        super().__init__(location, lambda: _NoApplier(), clock)
+
+    # --- what differs from the thread ---
+
+    def _run(self, make: Callable[[], Any]) -> None:
+        """The thread: read the child's acknowledgements until it ends."""
+        try:
+            while (frame := _read_frame(self._from_child)) is not None:
+                upto, commits, refused, error = marshal.loads(frame)
+                self._report((upto, commits, [tuple(r) for r in refused], error))
+        except (OSError, ValueError, EOFError, TypeError):
+            pass
+        finally:
+            with self._done:
+                self._alive = False
+                self._done.notify_all()
+            self._wake()
+
+    def _hand_over(self, batch: Handover) -> None:
+        frame = marshal.dumps(batch)
+        try:
+            self._to_child.write(_LENGTH.pack(len(frame)) + frame)
+            self._to_child.flush()
+        except (OSError, ValueError) as exc:  # the child is gone
+            raise LedgerError(f"the ledger writer process is gone ({exc})") from exc
+
+    def _end(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self._to_child.close()  # the child commits what it has, acknowledges, exits
+        self._thread.join()
+        self._child.wait()
+        self._from_child.close()
+
+
+class _NoApplier:
+    """``ThreadWriter`` opens an applier on its thread; the child has the real one."""
+
+    commits = 0
+
+    def commit(self, batches: Any) -> list[tuple[int, int, str]]:  # pragma: no cover
+        raise AssertionError("the child process commits")
+
+    def close(self) -> None:
+        return None
+
+
+def _whole_frames(pending: bytearray) -> list[bytes]:
+    """Take the whole frames off the front of ``pending``; a partial one stays."""
+    found: list[bytes] = []
+    at = 0
+    while len(pending) - at >= _LENGTH.size:
+        (size,) = _LENGTH.unpack_from(pending, at)
+        if len(pending) - at - _LENGTH.size < size:
+            break
+        found.append(bytes(pending[at + _LENGTH.size : at + _LENGTH.size + size]))
+        at += _LENGTH.size + size
+    del pending[:at]
+    return found
+
+
+def _read_frame(stream: IO[bytes]) -> bytes | None:
+    """One whole frame, or None at the end of input (a torn frame is the end too)."""
+    head = stream.read(_LENGTH.size)
+    if len(head) < _LENGTH.size:
+        return None
+    (size,) = _LENGTH.unpack(head)
+    body = stream.read(size)
+    return body if len(body) == size else None
+
+
+# --- the child -------------------------------------------------------------------------
+
+
+def child() -> None:
+    """The writer process: ``python -c <_CHILD> LEDGER``. Commits every batch it reads, the
+    frames that have arrived together as one transaction, and acknowledges each commit."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    try:
+        _commit_until_the_end(Path(sys.argv[1]))
+    except BaseException as exc:  # a bug: one line; the sender fails what is unacknowledged
+        print(f"mailer: the ledger writer stopped: {type(exc).__name__}: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+def _commit_until_the_end(path: Path) -> None:
+    from mailer.ledger.model import stamp
+    from mailer.ledger.sqlite_apply import SQLiteApplier
+
+    applier: SQLiteApplier | None = None
+    error: str | None = None
+    try:
+        applier = SQLiteApplier(path)
+    except LedgerError as exc:
+        error = exc.message
+    out = os.fdopen(1, "wb")
+    pending = bytearray()
+    ended = False
+    while not ended:
+        # Wait for input; then take everything that has arrived: one group commit.
+        chunk = os.read(0, 1 << 20)
+        ended = not chunk
+        pending += chunk
+        while not ended and select.select([0], [], [], 0)[0]:
+            chunk = os.read(0, 1 << 20)
+            ended = not chunk
+            pending += chunk
+        batches: list[tuple[int, str, list[Any]]] = []
+        for frame in _whole_frames(pending):
+            seq, now, ops = marshal.loads(frame)
+            batches.append((seq, now or "", ops))
+        if not batches:
+            continue
+        refused: list[tuple[int, int, str]] = []
+        if error is None and applier is not None:
+            if any(not now for _seq, now, _ops in batches):
+                batch_now = stamp()
+                batches = [(s, now or batch_now, ops) for s, now, ops in batches]
+            try:
+                refused = applier.commit(batches)
+            except LedgerError as exc:
+                error = exc.message
+            except Exception as exc:  # a bug must not strand every waiter
+                error = f"{type(exc).__name__}: {exc}"
+        ack = marshal.dumps((batches[-1][0], applier.commits if applier else 0, refused, error))
+        try:
+            out.write(_LENGTH.pack(len(ack)) + ack)
+            out.flush()
+        except OSError:  # the sender is gone; what was whole is committed
+            pass
+    if applier is not None:
+        applier.close()
