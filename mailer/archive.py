@@ -5,7 +5,8 @@ when it is sent (or by ``mailer archive build``). Pages are rendered from those 
 not from the articles folder, so the archive keeps showing what was sent when articles
 change later. ``Pages`` renders the index, one page per issue and per article and the Atom
 feed with the user's templates (``archive/*.html.j2``, overridable file by file), and
-``write_site`` writes them as static files.
+``write_site`` writes them as static files, with the local images they show (read from the
+articles folder: those are not copied into the records).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,12 @@ from typing import Any
 import jinja2
 from feedgen.feed import FeedGenerator
 
+from mailer.articles import is_media_path, read_image
 from mailer.csvfile import atomic_writer
 from mailer.errors import InputError
-from mailer.headers import human_date, issue_date_from_text, page_slug
+from mailer.headers import human_date, is_web_url, issue_date_from_text, page_slug
 from mailer.models import Article, Digest
-from mailer.render import SiteLinks, render_page
+from mailer.render import SiteLinks, media_path, render_page
 
 RECORD_VERSION = 1
 MAX_RECORD_BYTES = 16 * 1024 * 1024  # far above any real issue; a bigger file is not ours
@@ -331,7 +333,8 @@ class Pages:
         self.links = links if isinstance(links, SiteLinks) else SiteLinks()
 
     def _page(self, name: str, root: str, **context: object) -> str:
-        return render_page(self.env, name, {"newsletter": self.newsletter, "root": root, **context})
+        fixed = {"newsletter": self.newsletter, "links": self.links, "root": root}
+        return render_page(self.env, name, {**fixed, **context})
 
     def index(self) -> str:
         """``/issues/``: every issue, newest first."""
@@ -420,23 +423,53 @@ def atom_feed(pages: Pages, issues: list[Issue]) -> str:
     return text.decode("utf-8")
 
 
-def write_site(pages: Pages, out: Path) -> list[str]:
+def local_media(issues: Iterable[Issue]) -> list[str]:
+    """The local images the issues carry (``images/market-hall.jpg``, relative to the articles
+    folder, where the site serves them from under ``/media/``), each once, sorted. A value
+    that is not the form of one (a record edited by hand) is not among them."""
+    found = {a.image for i in issues for a in i.articles if a.image and not is_web_url(a.image)}
+    return sorted(path for path in found if is_media_path(path))
+
+
+def write_site(
+    pages: Pages,
+    out: Path,
+    *,
+    articles_dir: Path | None = None,
+    on_skip: Callable[[str, str], None] | None = None,
+) -> list[str]:
     """Write every page under ``out`` (each file atomically); returns the paths written,
     relative to ``out``. Nothing else in ``out`` is touched; a path that would lead out of
-    it (a symbolic link inside it, say) is refused before anything is written."""
+    it (a symbolic link inside it, say) is refused before anything is written.
+
+    With ``articles_dir``, the local images the issues carry are copied from it to
+    ``media/<path>``, where the pages link to them. One that is gone or no longer an image
+    is told to ``on_skip(path, reason)`` and left out: its pages show its alt text."""
     try:
         out.mkdir(parents=True, exist_ok=True)
         root = out.resolve(strict=True)
     except OSError as exc:
         raise InputError(f"{out}: cannot create the folder ({exc.strerror})") from None
-    files = list(pages.files())
+    files: list[tuple[str, str | bytes]] = list(pages.files())
+    if articles_dir is not None:
+        for image in local_media(pages.store.issues()):
+            try:
+                data = read_image(articles_dir, image)
+            except ValueError as exc:
+                if on_skip is not None:
+                    on_skip(image, str(exc))
+                continue
+            files.append((media_path(image, quoted=False), data))
     for rel, _ in files:
         target = (out / rel).resolve()
         if not target.is_relative_to(root) or target == root:
             raise InputError(f"{out / rel}: leads outside {out}; nothing was written")
     for rel, content in files:
         with atomic_writer(out / rel) as handle:
-            handle.write(content)
+            if isinstance(content, bytes):  # an image: the bytes under the text layer
+                handle.buffer.write(content)
+            else:
+                handle.write(content)
     return [rel for rel, _ in files]
 
 
@@ -448,5 +481,6 @@ __all__ = [
     "archived_article",
     "atom_feed",
     "issue_of",
+    "local_media",
     "write_site",
 ]

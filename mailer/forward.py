@@ -30,6 +30,7 @@ from mailer.ledger import Campaign, Ledger, State
 from mailer.ledger.suppression import SuppressionList
 from mailer.messages import Composer, Envelope
 from mailer.models import Article, Recipient, Rendered, SendResult
+from mailer.pipeline import check_media_reachable
 from mailer.render import personal_fields, render_template_pair
 from mailer.settings import Settings
 from mailer.transports.base import Transport
@@ -429,6 +430,7 @@ def deliver_forward(
     by ``MAILER_MAX_ATTEMPTS``. Raises ``MailerError`` (``GuardError`` for a guard,
     ``LedgerBusy`` while a send holds the ledger, ``DeliveryError`` if the relay cannot be
     used)."""
+    check_media_reachable([request.article], settings)  # before anything is recorded
     transport = transport or SMTPTransport(settings.smtp_config())
     policy = settings.delivery_policy()
     postmark = Postmark.from_settings(settings)

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mailer.articles import SkipHandler, load_articles
+from mailer.articles import SkipHandler, load_articles, read_image
 from mailer.csvfile import read_header
 from mailer.digest import build_digest, window_start
 from mailer.errors import InputError
@@ -199,10 +199,6 @@ def fingerprint(rendered: Rendered, mail: Envelope, name_fallback: str) -> str:
     return digest.hexdigest()[:32]
 
 
-# Images kept beside the articles: at most this many bytes each in a preview folder.
-MAX_MEDIA_BYTES = 5 * 1024 * 1024
-
-
 def local_images(articles: Iterable[Article]) -> list[Article]:
     """The articles whose image is a file in the articles folder, not an http(s) URL."""
     return [a for a in articles if a.image and not is_web_url(a.image)]
@@ -211,32 +207,28 @@ def local_images(articles: Iterable[Article]) -> list[Article]:
 def preview_media(articles: Iterable[Article], articles_dir: Path) -> dict[str, bytes]:
     """The local images of some articles as a preview folder holds them, beside its HTML:
     ``{"media/images/market-hall.jpg": b"..."}`` (the ``src`` that ``links.image`` gives
-    without a public URL). ``InputError`` names an image that cannot be read or is too big."""
-    folder = articles_dir.resolve()
+    without a public URL). Each is read and checked again as it is now (inside the folder,
+    an image of its type, at most ``MAX_IMAGE_BYTES``); ``InputError`` names one that is not."""
     found: dict[str, bytes] = {}
     for article in local_images(articles):
         image = article.image or ""
-        path = (folder / image).resolve()
-        where = f"{article.source}: image {image}"
-        if not path.is_relative_to(folder):
-            raise InputError(f"{where} is outside the articles folder {articles_dir}")
         try:
-            if path.stat().st_size > MAX_MEDIA_BYTES:
-                raise InputError(f"{where} is larger than {MAX_MEDIA_BYTES // 1024 // 1024} MB")
-            found[media_path(image, quoted=False)] = path.read_bytes()
-        except OSError as exc:
-            raise InputError(f"{where} cannot be read ({exc.strerror})") from None
+            found[media_path(image, quoted=False)] = read_image(articles_dir, image)
+        except ValueError as exc:
+            raise InputError(f"{article.source}: image {exc}") from None
     return found
 
 
 def check_media_reachable(articles: Iterable[Article], settings: Settings) -> None:
     """A send needs every image on the web: a local image needs ``MAILER_PUBLIC_URL`` (the
-    site serves it at ``<public>/media/<path>``). Previews need nothing."""
+    site serves it at ``<public>/media/<path>``), else ``InputError``: the message would
+    show each reader a broken image. Previews need nothing (they hold the images)."""
     local = local_images(articles)
     if local and not settings.public_url:
         article = local[0]
         raise InputError(
             f"{article.source}: image {article.image} is a local file, which readers "
             "cannot load from an e-mail",
-            hint="set MAILER_PUBLIC_URL (the site serves it), or give an https image URL",
+            hint=f"nothing was sent; set MAILER_PUBLIC_URL (`mailer serve` serves the image "
+            f"at <public URL>/{media_path(article.image or '')}), or give an https image URL",
         )

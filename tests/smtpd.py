@@ -190,6 +190,9 @@ class _Controller(Controller):
 # --send refuses. Tests that check these values read them from here (or from the env).
 TEST_FROM = "newsletter@example.org"
 TEST_UNSUBSCRIBE_URL = "https://news.example.org/unsubscribe"
+# The site a test send's links and images are on: the sample's market hall article has a
+# local image, which a send carries only from a public site (issue 13).
+TEST_PUBLIC_URL = "https://news.example.org"
 
 
 @dataclass
@@ -209,6 +212,7 @@ class Server:
             # --send refuses the sample From address and unsubscribe link (issue 13).
             "MAILER_FROM": TEST_FROM,
             "MAILER_UNSUBSCRIBE_URL": TEST_UNSUBSCRIBE_URL,
+            "MAILER_PUBLIC_URL": TEST_PUBLIC_URL,
         }
         values.update(extra)
         return values

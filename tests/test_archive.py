@@ -198,7 +198,12 @@ def test_static_build_writes_every_page_without_personal_data_and_keeps_other_fi
     build(*EARLIER_ISSUE, env=site_env())
     build("--date", DATE, "--out", "site", env=site_env())
     written = sorted(str(p.relative_to(site)) for p in site.rglob("*") if p.is_file())
-    assert written == sorted([*EXPECTED, "index.html", "issues/notes.txt"])
+    # The market hall's picture is kept beside the articles: the site has its own copy.
+    image = "media/images/market-hall.jpg"
+    assert written == sorted([*EXPECTED, image, "index.html", "issues/notes.txt"])
+    assert (site / image).read_bytes() == (
+        sample / "articles" / "images" / "market-hall.jpg"
+    ).read_bytes()
     assert (site / "index.html").read_text(encoding="utf-8") == "my home page"
     for name in EXPECTED:
         assert_no_personal_data((site / name).read_text(encoding="utf-8"), sample)

@@ -246,6 +246,7 @@ def test_previews_parse_back_into_text_then_html(sample: Path) -> None:
         "000005-zo__at_example.com.eml",
         "digest.html",
         "digest.txt",
+        "media",  # the market hall's picture, which digest.html shows
     ]
     parsed = messages(sample)
     assert len(parsed) == 5

@@ -281,7 +281,7 @@ def test_send_refuses_the_sample_from_address(sample: Path) -> None:
 def test_send_refuses_the_sample_unsubscribe_link(sample: Path) -> None:
     with smtp_server() as server:
         env = server.env()
-        del env["MAILER_UNSUBSCRIBE_URL"]
+        del env["MAILER_UNSUBSCRIBE_URL"], env["MAILER_PUBLIC_URL"]
         result = _send("--yes", env=env)
         line = refused(result)
         assert "MAILER_UNSUBSCRIBE_URL" in line and SAMPLE_UNSUBSCRIBE_URL in line

@@ -227,5 +227,5 @@ def test_a_local_image_is_beside_a_previews_html_or_on_the_public_site(tmp_path:
         check_media_reachable([article], settings)
     spaced = market_hall("images/../images/a b.jpg")
     assert SiteLinks().image(spaced) == "media/images/images/a%20b.jpg"  # never climbs
-    with pytest.raises(InputError, match="cannot be read"):
+    with pytest.raises(InputError, match="is not the path of an image file"):
         preview_media([spaced], tmp_path)

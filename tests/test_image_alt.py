@@ -54,11 +54,10 @@ def test_a_scraped_caption_line_becomes_the_alt_text_without_its_credit(tmp_path
 
 def test_the_digest_shows_the_alt_text(sample: Path) -> None:
     target = sample / "articles" / "2026-11-22-market-hall.md"
-    text = target.read_text(encoding="utf-8")
-    target.write_text(
-        text.replace("\n---\n", "\nimage_alt: Stalls under the iron roof of the hall\n---\n", 1),
-        encoding="utf-8",
-    )
+    lines = target.read_text(encoding="utf-8").splitlines(keepends=True)
+    (at,) = [n for n, line in enumerate(lines) if line.startswith("image_alt:")]
+    lines[at] = "image_alt: Stalls under the iron roof of the hall\n"
+    target.write_text("".join(lines), encoding="utf-8")
     result = invoke("digest", "--date", "2026-11-27")
     assert result.exit_code == 0, result.output
     (html,) = (sample / "previews").glob("*/digest.html")

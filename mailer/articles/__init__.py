@@ -26,6 +26,14 @@ from mailer.articles.html import (
     load_html,
     read_page,
 )
+from mailer.articles.images import (
+    IMAGE_TYPES,
+    MAX_IMAGE_BYTES,
+    image_type,
+    is_media_path,
+    local_image,
+    read_image,
+)
 from mailer.articles.markdown import (
     MAX_FRONT_MATTER_CHARS,
     front_matter,
@@ -39,7 +47,9 @@ from mailer.models import Article
 
 __all__ = [
     "ARTICLE_SUFFIXES",
+    "IMAGE_TYPES",
     "MAX_FRONT_MATTER_CHARS",
+    "MAX_IMAGE_BYTES",
     "SUMMARY_CHARS",
     "Page",
     "SkipHandler",
@@ -49,11 +59,15 @@ __all__ = [
     "cut_at_word",
     "decode_html",
     "html_to_markdown",
+    "image_type",
     "is_inside",
+    "is_media_path",
     "load_article",
     "load_articles",
+    "local_image",
     "markdown_article",
     "parse_date_text",
+    "read_image",
     "read_page",
     "recorded_sources",
 ]
@@ -118,7 +132,9 @@ def load_article(
     never opened. ``zone`` is the newsletter's time zone: a date alone means that day there,
     a time without an offset is a time there, one with an offset is that instant.
     ``Article.published`` is the instant in UTC and ``Article.date`` its day in ``zone``; a
-    file without a date is dated by its modification time.
+    file without a date is dated by its modification time. An ``image:`` that is not an
+    http(s) URL is a path relative to the file, to an image inside ``folder`` (else the
+    file's own folder); ``Article.image`` is then its path relative to that folder.
     """
     if folder is not None and not is_inside(path, folder):
         raise InputError(f"{path}: leads outside the articles folder {folder}; not read")
@@ -128,7 +144,7 @@ def load_article(
         if b"\x00\x00" in raw[:_SNIFF_BYTES] and not raw.startswith((b"\xff\xfe", b"\xfe\xff")):
             raise InputError(f"{path}: looks like a binary file, not a web page")
         meta, parts = load_html(path, decode_html(raw))
-        return _build(meta, parts, base_url=base_url, zone=zone, mtime=mtime)
+        return _build(meta, parts, base_url=base_url, zone=zone, mtime=mtime, folder=folder)
     text, mtime = read_text(path)
     if clutter is None:
         clutter = compile_clutter()
@@ -136,11 +152,17 @@ def load_article(
         meta, parts = load_txt(path, text, clutter)
     else:
         meta, parts = load_markdown(path, text)
-    return _build(meta, parts, base_url=base_url, zone=zone, mtime=mtime)
+    return _build(meta, parts, base_url=base_url, zone=zone, mtime=mtime, folder=folder)
 
 
 def _build(
-    meta: Meta, parts: Parts, *, base_url: str | None, zone: dt.tzinfo, mtime: float
+    meta: Meta,
+    parts: Parts,
+    *,
+    base_url: str | None,
+    zone: dt.tzinfo,
+    mtime: float,
+    folder: Path | None,
 ) -> Article:
     path = meta.path
     title = meta.text("title")
@@ -155,8 +177,14 @@ def _build(
     if url:
         _check_url(meta, "url", url)
     image = meta.text("image")
-    if image:
-        _check_url(meta, "image", image)
+    if image and not is_web_url(image):
+        # A file kept beside the articles (the site serves it under /media/).
+        try:
+            image = local_image(
+                image, base=path.parent, folder=folder if folder is not None else path.parent
+            )
+        except ValueError as exc:
+            raise InputError(f"{meta.where('image')}: 'image' {exc}") from None
     image_alt = meta.text("image_alt") or meta.text("caption")
     summary = meta.text("summary") or cut_at_word(parts.first_para, SUMMARY_CHARS)
     return Article(

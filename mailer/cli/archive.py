@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from mailer.cli.common import parse_issue_date, plural, reports_errors, skipped_article
+from mailer.cli.common import err, parse_issue_date, plural, reports_errors, skipped_article
 from mailer.errors import InputError
 
 archive_app = typer.Typer(
@@ -52,7 +52,8 @@ def build(
         typer.Option(
             metavar="DIR",
             help="Also write every archive page as static files into this folder "
-            "(issues/, articles/, feed.xml); other files there are left alone.",
+            "(issues/, articles/, feed.xml, and media/ for images kept with the articles); "
+            "other files there are left alone.",
         ),
     ] = None,
     pages_only: Annotated[
@@ -90,11 +91,17 @@ def build(
     if out is None:
         return
     pages = Pages(store, make_environment(settings.templates_dir), newsletter_context(settings))
-    written = write_site(pages, out)
+
+    def left_out(image: str, reason: str) -> None:
+        err(f"warning: {settings.articles_dir}: image {reason}; its pages show its alt text")
+
+    written = write_site(pages, out, articles_dir=settings.articles_dir, on_skip=left_out)
     issues = len(store.dates())
+    images = sum(1 for rel in written if rel.startswith("media/"))
     print(
         f"Wrote {plural(len(written), 'file')} ({plural(issues, 'issue')}) to {out}/: "
-        "issues/index.html, one page per issue and per article, and feed.xml."
+        "issues/index.html, one page per issue and per article, and feed.xml"
+        + (f"; {plural(images, 'image')} in media/." if images else ".")
     )
     if not settings.public_url:
         print("Set MAILER_PUBLIC_URL to give the feed absolute links.")

@@ -192,7 +192,7 @@ def _send(settings: Settings, audience: Audience, request: _SendRequest) -> Outc
     from mailer.cli.progress import SendDisplay
     from mailer.delivery import Delivery
     from mailer.ledger import Ledger
-    from mailer.pipeline import prepare_digest
+    from mailer.pipeline import check_media_reachable, prepare_digest
     from mailer.subscribers import list_name
     from mailer.transports.smtp import SMTPTransport
 
@@ -226,6 +226,8 @@ def _send(settings: Settings, audience: Audience, request: _SendRequest) -> Outc
             cutoff=existing.cutoff if existing else None,
             on_skip=skipped_article,
         )
+        # Before anything is recorded or sent: no reader gets an image they cannot load.
+        check_media_reachable(prepared.digest.articles, settings)
         if target.resumed_open_issue:
             print(
                 f"Resuming the unfinished issue of {target.issue_date} to "
@@ -366,7 +368,7 @@ def _preview(
 
     from mailer.campaign import Audience, write_previews
     from mailer.ledger.suppression import open_suppression
-    from mailer.pipeline import prepare_digest
+    from mailer.pipeline import prepare_digest, preview_media
 
     prepared = prepare_digest(settings, options, on_skip=skipped_article)
     suppression = open_suppression(settings)
@@ -381,7 +383,9 @@ def _preview(
         prepared.composer.compose(recipient, index)
         for index, recipient in enumerate(itertools.chain([first], recipients), 1)
     )
-    extras = {"digest.html": html, "digest.txt": text}
+    extras: dict[str, str | bytes] = {"digest.html": html, "digest.txt": text}
+    if not settings.public_url:  # the HTML shows local images from media/ beside it
+        extras.update(preview_media(prepared.digest.articles, settings.articles_dir))
     written = asyncio.run(write_previews(folder, messages, extras=extras))
     articles = len(prepared.digest.articles)
     print(

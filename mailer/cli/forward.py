@@ -112,6 +112,7 @@ def _preview(settings: Settings, request: Forward, rendered: Rendered, folder: P
     from mailer.forward import check_forward_limits, forward_composer
     from mailer.ledger import Ledger
     from mailer.models import Recipient
+    from mailer.pipeline import preview_media
 
     ledger = Ledger.open(settings.ledger, readonly=True) if settings.ledger_is_there() else None
     try:
@@ -125,7 +126,9 @@ def _preview(settings: Settings, request: Forward, rendered: Rendered, folder: P
         composer.compose(Recipient(email=friend), index)
         for index, (composer, friend) in enumerate(zip(composers, request.friends, strict=True), 1)
     )
-    extras = {"forward.html": html, "forward.txt": text}
+    extras: dict[str, str | bytes] = {"forward.html": html, "forward.txt": text}
+    if not settings.public_url:  # the HTML shows a local image from media/ beside it
+        extras.update(preview_media([request.article], settings.articles_dir))
     written = asyncio.run(write_previews(folder, messages, extras=extras))
     print(
         f"Wrote {plural(written, 'message')} for {rendered.subject!r} "

@@ -11,7 +11,7 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import jinja2
@@ -34,6 +34,7 @@ __all__ = [
     "FORWARD_BODY_BUDGET",
     "HTML_BUDGET",
     "TEXT_WIDTH",
+    "HasImage",
     "MailBody",
     "SiteLinks",
     "check_html_budget",
@@ -74,6 +75,13 @@ HTML_BUDGET = 100_000
 _SLOT_ALLOWANCE = 320
 
 
+class HasImage(Protocol):
+    """An article as templates show it, sent (``Article``) or archived."""
+
+    @property
+    def image(self) -> str | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class SiteLinks:
     """Addresses on the site ``mailer serve`` answers at (``MAILER_PUBLIC_URL``, https, no
@@ -106,17 +114,21 @@ class SiteLinks:
         (then a digest carries the full text)."""
         return article.url or self.article(article)
 
-    def image(self, article: Article) -> str | None:
+    def image(self, article: HasImage, *, root: str | None = None) -> str | None:
         """The ``src`` of an article's image. An http(s) ``image:`` is used as it is. A file
         in the articles folder (``images/market-hall.jpg``, as the articles layer gives it)
         is on the public site at ``<public>/media/<path>``; without a public URL it is the
         relative ``media/<path>`` that a preview folder holds beside its HTML (see
-        ``pipeline.preview_media``), and a send refuses it: readers could not load it."""
+        ``pipeline.preview_media``), and a send refuses it: readers could not load it. A
+        page of the site gives ``root``, its way back to the site's root (``../../``): the
+        image is then ``<root>media/<path>``, relative like the page's other links."""
         if not article.image:
             return None
         if is_web_url(article.image):
             return article.image
         path = media_path(article.image)
+        if root is not None:
+            return root + path
         return f"{self.public_url}/{path}" if self.public_url else path
 
     def forward(self, article: Article) -> str | None:

@@ -4,7 +4,9 @@ whole (written to a temporary folder, then swapped into place) or not at all.
 A preview folder holds a marker file, ``.mailer-preview``. Only a folder with that marker is
 ever replaced: an existing file, a folder without it, the current directory or one of its
 parents is refused before anything is written, so that a wrong ``--out`` cannot delete
-anyone's files.
+anyone's files. Extra files may sit in subfolders (``media/images/market-hall.jpg``, the
+images the preview's HTML shows); the marker lists them, and a folder holding anything it
+does not list (someone's own files) is never replaced.
 """
 
 from __future__ import annotations
@@ -32,6 +34,11 @@ MARKER_TEXT = (
     "mailer replaces the whole folder when it writes these previews again,\n"
     "so keep no other files here.\n"
 )
+# After this line, the marker lists the files it wrote in subfolders, one per line.
+MANIFEST_HEAD = "Files in subfolders, written with these previews:\n"
+_MAX_MARKER_BYTES = 1024 * 1024
+_MAX_EXTRA_NAME = 1024
+_UNSAFE_NAME_RE = re.compile(r"[\\\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def eml_name(index: int, email: str) -> str:
@@ -40,13 +47,29 @@ def eml_name(index: int, email: str) -> str:
     return f"{index:06d}-{safe or 'recipient'}.eml"
 
 
+def check_extra_name(name: str) -> None:
+    """``InputError`` unless ``name`` is a file a preview folder may hold beside its ``.eml``
+    files: ``/``-separated, relative, no empty, ``.``, ``..`` or hidden part, no controls."""
+    parts = name.split("/")
+    if (
+        not 0 < len(name) <= _MAX_EXTRA_NAME
+        or name == MARKER
+        or _UNSAFE_NAME_RE.search(name)
+        or any(not part or part.startswith(".") or len(os.fsencode(part)) > 255 for part in parts)
+    ):
+        raise InputError(f"{name[:80]!r}: not a name of a file in a preview folder")
+
+
 class FilesTransport:
     """Writes previews into ``folder`` atomically; refuses, at construction, a ``folder``
-    that is not new and not an earlier preview (``InputError`` naming it)."""
+    that is not new and not an earlier preview (``InputError`` naming it). ``extras`` are
+    other files to write in it, by name (``digest.html``, ``media/images/hall.jpg``)."""
 
     def __init__(self, folder: Path, *, extras: Mapping[str, str | bytes] | None = None) -> None:
         self.folder = folder
         self._extras = dict(extras or {})
+        for name in self._extras:
+            check_extra_name(name)
         self._tmp: Path | None = None
         self._created: list[Path] = []  # parent folders this run made, removed if it fails
         self.written = 0
@@ -82,18 +105,19 @@ class FilesTransport:
             raise InputError(f"{where}: exists and is not a folder; refusing to replace it")
         try:
             marked = _is_regular_file(real / MARKER)
-            folders = [e.name for e in os.scandir(real) if e.is_dir(follow_symlinks=False)]
+            folders = sorted(e.name for e in os.scandir(real) if e.is_dir(follow_symlinks=False))
+            if not marked:
+                raise InputError(
+                    f"{where}: exists and is not a preview folder (it has no {MARKER} file); "
+                    "refusing to replace it, choose a new folder"
+                )
+            written = _listed(real / MARKER) if folders else set()
+            stray = next(filter(None, (_stray(real / f, f, written) for f in folders)), None)
         except OSError as exc:
             raise InputError(f"{where}: cannot read the folder ({exc.strerror})") from exc
-        if not marked:
+        if stray is not None:  # someone put their own things here
             raise InputError(
-                f"{where}: exists and is not a preview folder (it has no {MARKER} file); "
-                "refusing to replace it, choose a new folder"
-            )
-        if folders:  # previews are flat: someone put their own things here
-            raise InputError(
-                f"{where}: holds a folder ({sorted(folders)[0]}/), which previews never do; "
-                "refusing to replace it"
+                f"{where}: holds {stray} that no preview wrote; refusing to replace it"
             )
 
     def _staging(self) -> Path:
@@ -104,7 +128,9 @@ class FilesTransport:
                 prefix = f".{self._real.name[:100]}."
                 tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=self._real.parent))
                 self._tmp = tmp
-                (tmp / MARKER).write_text(MARKER_TEXT, encoding="utf-8")
+                nested = sorted(name for name in self._extras if "/" in name)
+                listed = MANIFEST_HEAD + "".join(f"{name}\n" for name in nested) if nested else ""
+                (tmp / MARKER).write_text(MARKER_TEXT + listed, encoding="utf-8")
             except OSError as exc:
                 self._discard()
                 raise InputError(
@@ -163,7 +189,11 @@ class FilesTransport:
         try:
             for name, content in self._extras.items():
                 data = content.encode("utf-8") if isinstance(content, str) else content
-                (tmp / name).write_bytes(data)
+                # Inside our own new folder (mode 0700 until installed): no one else can
+                # have put a link here, and the whole folder appears at once or not at all.
+                path = tmp.joinpath(*name.split("/"))
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
             os.chmod(tmp, 0o755)
             self._check_target()  # again: the folder may have appeared since
             self._install(tmp)
@@ -210,6 +240,33 @@ def _is_regular_file(path: Path) -> bool:
         return stat.S_ISREG(os.lstat(path).st_mode)
     except FileNotFoundError:
         return False
+
+
+def _listed(marker: Path) -> set[str]:
+    """The files in subfolders that the preview of ``marker`` wrote (none for a marker
+    written before previews had subfolders, or one that is not ours)."""
+    with marker.open("rb") as handle:
+        text = handle.read(_MAX_MARKER_BYTES).decode("utf-8", "replace")
+    head, found, listed = text.partition(MANIFEST_HEAD)
+    return set(listed.splitlines()) if found and head == MARKER_TEXT else set()
+
+
+def _stray(folder: Path, name: str, written: set[str]) -> str | None:
+    """The first thing under ``folder`` (``name`` in the preview) that the preview did not
+    write, as ``name/...``; ``None`` when it holds only files in ``written``. A link, a pipe
+    or a folder with nothing written in it is stray."""
+    if not any(path.startswith(name + "/") for path in written):
+        return f"a folder ({name}/)"
+    with os.scandir(folder) as entries:
+        for entry in sorted(entries, key=lambda e: e.name):
+            inside = f"{name}/{entry.name}"
+            if entry.is_dir(follow_symlinks=False):
+                stray = _stray(Path(entry.path), inside, written)
+                if stray is not None:
+                    return stray
+            elif not (entry.is_file(follow_symlinks=False) and inside in written):
+                return f"a file ({inside})"
+    return None
 
 
 def _remove_previous(path: Path, where: str) -> None:
