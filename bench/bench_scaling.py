@@ -1,7 +1,7 @@
 """Several senders on one PostgreSQL ledger: does a campaign go faster with more machines?
 
-Usage: .venv/bin/python bench/bench_scaling.py --postgres postgresql:///postgres?host=… \
-           [--n 20000] [--concurrency 8] [--delay 3] [--senders 3] [--sqlite]
+Usage: .venv/bin/python bench/bench_scaling.py (--postgres postgresql:///postgres?host=… |
+           --throwaway) [--n 20000] [--concurrency 8] [--delay 3] [--senders 3] [--sqlite]
 
 It starts smtp-sink behind a proxy that delays each reply --delay ms (a relay some way off:
 the senders wait on it, not on the CPU), writes bench/bench_send.py's articles and list, and
@@ -53,14 +53,30 @@ def sent_rows(url: str) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--postgres", required=True, metavar="URL", help="a database to admin")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--postgres", metavar="URL", help="a database to admin")
+    where.add_argument(
+        "--throwaway",
+        action="store_true",
+        help="start a throwaway cluster (tests/pg.py: Debian's PostgreSQL, fsync on)",
+    )
     parser.add_argument("--n", type=int, default=20000)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--delay", type=float, default=3.0, metavar="MS")
     parser.add_argument("--senders", type=int, default=3)
     parser.add_argument("--sqlite", action="store_true", help="also one sender on SQLite")
     args = parser.parse_args()
+    if args.throwaway:
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        from tests.pg import cluster
 
+        with cluster(fsync=True) as found:
+            args.postgres = found.url()
+            return measure(args)
+    return measure(args)
+
+
+def measure(args: argparse.Namespace) -> int:
     root = Path(tempfile.mkdtemp(prefix="bench-scaling-"))
     sink: bs.Sink | None = None
     proxy: bs.DelayProxy | None = None
