@@ -577,6 +577,8 @@ async def test_the_writer_is_a_child_process_started_by_the_first_change_and_end
     await book.mark_sending(campaign, emails[0], "<0@x>")
     (child,) = writer_children(db)
     assert child != os.getpid()
+    # A process group of its own: the terminal's Ctrl-C is for the sender, which drains.
+    assert os.getpgid(child) == child != os.getpgid(0)
     await book.record(campaign, result(emails[0], Status.SENT))
     book.mark_sending(campaign, emails[1], "<1@x>")  # queued only: close commits it
     book.close()

@@ -14,7 +14,8 @@ import httpx
 import psycopg
 import pytest
 
-from mailer.ledger.postgres_suppression import SharedSuppression
+from mailer.errors import ConfigError
+from mailer.ledger.postgres_suppression import SharedSuppression, move_in
 from mailer.ledger.suppression import open_suppression
 from mailer.settings import load_settings
 from mailer.suppression import Suppression
@@ -196,4 +197,100 @@ def test_an_unreachable_database_is_one_line_without_its_password(sample: Path) 
     assert result.exit_code == 3, result.output
     lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert len(lines) == 1 and "cannot open the suppression list" in lines[0]
-    assert "s3cret" not in result.output and "mailer:***@" in lines[0]
+    assert "s3cret" not in result.output and "postgresql://mailer@/nowhere" in lines[0]
+
+
+def test_until_moved_in_local_addresses_count_as_suppressed_and_only_a_send_refuses(
+    sample: Path, url: str
+) -> None:
+    """Recording a suppression never waits for the migration, and nothing the local file
+    holds is mailed meanwhile: a preview leaves it out; a send refuses to start."""
+    Suppression.for_lists_dir(sample / "lists").add("bob@example.net", "complaint")
+    env = {"MAILER_LEDGER": url}
+    recorded = invoke("unsubscribe", "dave@example.org", env=env)
+    assert recorded.exit_code == 0, recorded.output
+    preview = invoke("digest", "--date", DATE, env=env)
+    assert preview.exit_code == 0, preview.output
+    names = [p.name for p in (sample / "previews" / f"digest-{DATE}").glob("*.eml")]
+    assert names and not [n for n in names if "bob" in n]
+    with smtp_server() as server:
+        line = refused(invoke("digest", "--send", "--yes", "--date", DATE, env=server.env(**env)))
+        assert "not in the shared suppression list" in line
+        assert server.recorder.mail_from == []
+    shared = SharedSuppression.open(url)
+    try:
+        assert shared.is_suppressed("dave@example.org")
+        assert not shared.is_suppressed("bob@example.net")  # still only in the file
+    finally:
+        shared.close()
+
+
+def test_a_local_suppression_newer_than_a_resubscribe_there_still_counts(
+    tmp_path: Path, url: str
+) -> None:
+    """Alice came back through the shared list; later a command without MAILER_LEDGER wrote
+    her complaint to the file: that complaint must not be lost. One older than her return
+    must not undo it."""
+    shared = SharedSuppression.open(url)
+    try:
+        shared.add("alice@example.org", "unsubscribed", date=dt.date(2026, 1, 5))
+        shared.remove("alice@example.org", note="web resubscribe")
+        shared.add("bob@example.net", "unsubscribed", date=dt.date(2026, 1, 5))
+        shared.remove("bob@example.net", note="web resubscribe")
+    finally:
+        shared.close()
+    local = Suppression.for_lists_dir(tmp_path / "lists")
+    local.add("alice@example.org", "complaint")  # today: after (or on the day of) her return
+    local.add("bob@example.net", "unsubscribed", date=dt.date(2026, 1, 5))  # the old one
+    shared = SharedSuppression.open(url, local=local.path)
+    try:
+        assert [e.email for e in shared.not_moved_in] == ["alice@example.org"]
+        assert shared.is_suppressed("alice@example.org")
+        assert not shared.is_suppressed("bob@example.net")
+        with pytest.raises(ConfigError, match="1 suppressed address"):
+            SharedSuppression.open(url, local=local.path, refuse=True)
+        assert move_in(shared, local.path) == (1, 1)
+        shared.refresh(force=True)
+        entry = shared.get("alice@example.org")
+        assert entry is not None and entry.reason == "complaint"
+    finally:
+        shared.close()
+
+
+def test_a_connection_the_server_dropped_is_made_again(url: str) -> None:
+    """A PostgreSQL restart or an idle timeout ends the session of a long-running
+    `mailer serve`: the next unsubscribe must still be recorded, and what others wrote
+    meanwhile read."""
+    shared, other = SharedSuppression.open(url), SharedSuppression.open(url)
+    try:
+        assert shared.add("first@example.org", "unsubscribed")
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE pid <> pg_backend_pid() AND datname = current_database()"
+            )
+        assert other.add("meanwhile@example.org", "bounced")  # made again, too
+        assert shared.add("second@example.org", "unsubscribed")
+        assert shared.refresh(force=True) or shared.is_suppressed("meanwhile@example.org")
+        assert {e.email for e in shared} == {
+            "first@example.org",
+            "meanwhile@example.org",
+            "second@example.org",
+        }
+    finally:
+        shared.close()
+        other.close()
+
+
+def test_a_password_in_the_url_is_never_shown(sample: Path, url: str) -> None:
+    with_password = f"{url}&password=s3cret"
+    shown = invoke("lists", env={"MAILER_LEDGER": with_password})
+    assert shown.exit_code == 0, shown.output
+    assert "table suppressions" in shown.output and "s3cret" not in shown.output
+    for broken in (
+        "postgresql://mailer:ab/cd@nowhere.invalid/db",
+        "postgresql://mailer:50%off@nowhere.invalid/db",
+    ):
+        result = invoke("lists", env={"MAILER_LEDGER": broken})
+        assert result.exit_code in (2, 3), result.output
+        assert "ab/cd" not in result.output and "50%off" not in result.output

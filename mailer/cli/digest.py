@@ -150,7 +150,7 @@ def digest(
         hint=LIST_HINT,
         must_exist=False,
     )
-    suppression = open_suppression(settings)
+    suppression = open_suppression(settings, sending=True)
     audience = Audience(list_path, suppression, strict=strict, on_problem=rows.invalid)
     request = _SendRequest(
         options, date is not None, limit, resend_unknown, accept_changes, yes, strict

@@ -88,7 +88,7 @@ def forward(
     settings = load_settings()
     if send:
         settings.require_sendable()
-    suppression = open_suppression(settings)
+    suppression = open_suppression(settings, sending=send)
     request = prepare_forward(
         settings,
         article=article,

@@ -22,7 +22,6 @@ import os
 import secrets
 import socket
 import threading
-import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final, TypeVar
 
@@ -46,6 +45,7 @@ from mailer.ledger.model import (
     stamp,
 )
 from mailer.ledger.postgres_apply import CLAIM_SQL, LIVE, RECOVER_SQL, PostgresApplier
+from mailer.ledger.postgres_url import location_of, redact
 from mailer.ledger.store import Page
 from mailer.models import Recipient
 
@@ -54,15 +54,6 @@ Conn = psycopg.Connection[tuple[Any, ...]]
 
 CLAIM_SIZE: Final = 200  # rows one claim takes: small enough that senders share the tail
 LEASE: Final = 10.0  # seconds a worker, and its claims, stay alive without a renewal
-
-
-def location_of(url: str) -> str:
-    """The URL as shown in messages: without its password."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 class PostgresStore:
@@ -114,7 +105,9 @@ class PostgresStore:
             for each in conns:
                 each.close()
             if isinstance(exc, psycopg.Error):
-                raise LedgerError(f"{location}: cannot open the ledger ({exc})") from exc
+                raise LedgerError(
+                    f"{location}: cannot open the ledger ({redact(str(exc), url)})"
+                ) from exc
             raise
         store._beat = threading.Thread(target=store._renew, name="mailer-ledger-lease", daemon=True)
         store._beat.start()
@@ -174,7 +167,9 @@ class PostgresStore:
             with conn.transaction():
                 return function(conn)
         except psycopg.Error as exc:
-            raise LedgerError(f"{self.location}: cannot write the ledger ({exc})") from exc
+            raise LedgerError(
+                f"{self.location}: cannot write the ledger ({redact(str(exc), self.url)})"
+            ) from exc
 
     def start_campaign(
         self,
@@ -298,7 +293,9 @@ class PostgresStore:
             with self._read_lock:
                 return self._reader.execute(sql, params).fetchall()
         except psycopg.Error as exc:
-            raise LedgerError(f"{self.location}: cannot read the ledger ({exc})") from exc
+            raise LedgerError(
+                f"{self.location}: cannot read the ledger ({redact(str(exc), self.url)})"
+            ) from exc
 
     def find_campaigns(self, query: CampaignQuery) -> list[Campaign]:
         sql, params = query.sql(lambda c: f"%({c})s")

@@ -9,6 +9,7 @@ import psycopg
 
 from mailer.errors import LedgerError
 from mailer.ledger.model import RECOVERED_REPLY
+from mailer.ledger.postgres_url import redact
 from mailer.ledger.store import MARK, Batches, why_refused
 
 # Whether the worker of the row ``d`` is alive: it renewed its expiry and has not stopped.
@@ -65,7 +66,8 @@ class PostgresApplier:
         try:
             self.conn: psycopg.Connection[tuple[Any, ...]] = psycopg.connect(url, autocommit=True)
         except psycopg.Error as exc:
-            raise LedgerError(str(exc)) from exc
+            raise LedgerError(redact(str(exc), url)) from exc
+        self.url = url
 
     def close(self) -> None:
         self.conn.close()
@@ -93,7 +95,7 @@ class PostgresApplier:
                 if cursor.rowcount != 1:
                     refused.append((seq, index, self._why(kind, cid, key)))
         except psycopg.Error as exc:
-            raise LedgerError(str(exc) or type(exc).__name__) from exc
+            raise LedgerError(redact(str(exc), self.url) or type(exc).__name__) from exc
         self.commits += 1
         return refused
 

@@ -8,10 +8,11 @@ Each process keeps the list in memory and reads only the changes it has not seen
 every ``RECHECK_EVERY`` seconds during a send (so an unsubscribe made mid-campaign is
 honoured by every sender within about a second), and at once when asked.
 
-A local ``lists/suppressed.csv`` is not read once the list is shared; a sender refuses to
-start while that file holds addresses the database has never had, so that switching
-``MAILER_LEDGER`` cannot make anyone mailable again. ``mailer ledger migrate-suppressions``
-moves them in.
+A local ``lists/suppressed.csv`` is no longer the list once it is shared, but it is never
+ignored: its addresses the database does not account for count as suppressed, and a sender
+refuses to start while there are any, so that switching ``MAILER_LEDGER`` cannot make anyone
+mailable again. ``mailer ledger migrate-suppressions`` moves them in.
+
 The shared list is ``mailer.ledger.postgres_suppression``.
 """
 
@@ -86,13 +87,15 @@ class SuppressionList(Protocol):
     ) -> Suppressed | None: ...
 
 
-def open_suppression(settings: Settings) -> SuppressionList:
+def open_suppression(settings: Settings, *, sending: bool = False) -> SuppressionList:
     """The suppression list of these settings: in the PostgreSQL ledger's database when
-    ``MAILER_LEDGER`` is one, else the files in the lists folder."""
+    ``MAILER_LEDGER`` is one, else the files in the lists folder. With PostgreSQL, addresses
+    of a local ``lists/suppressed.csv`` not yet moved in count as suppressed here, and
+    ``sending`` refuses them (``ConfigError``): every sender must see the same list."""
     if is_url(settings.ledger):
         from mailer.ledger.postgres_suppression import SharedSuppression  # psycopg: if used
 
         return SharedSuppression.open(
-            str(settings.ledger), local=suppression_path(settings.lists_dir)
+            str(settings.ledger), local=suppression_path(settings.lists_dir), refuse=sending
         )
     return Suppression.for_lists_dir(settings.lists_dir)

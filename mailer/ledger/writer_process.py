@@ -54,15 +54,21 @@ class ProcessWriter(ThreadWriter):
         lock_fd: int | None,
         clock: Callable[[], dt.datetime] | None,
     ) -> None:
-        # The child imports this very package, from wherever this process found it.
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        # The child imports this very package, from wherever this process found it, and
+        # never from its working folder (-P): a mailer/ or select.py there is not ours.
+        root = str(Path(__file__).resolve().parents[2])
+        paths = [root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
         try:
             self._child = subprocess.Popen(
-                [sys.executable, "-c", _CHILD, str(path)],
+                [sys.executable, "-P", "-c", _CHILD, str(path)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 pass_fds=() if lock_fd is None else (lock_fd,),
                 env=env,
+                # Its own process group: a Ctrl-C at the terminal is the sender's to handle
+                # (it drains, then closes the child's input), even while the child starts.
+                process_group=0,
             )
         except OSError as exc:
             raise LedgerError(f"{location}: cannot start the ledger writer ({exc})") from exc
@@ -88,8 +94,8 @@ class ProcessWriter(ThreadWriter):
             self._wake()
 
     def _hand_over(self, batch: Handover) -> None:
-        frame = marshal.dumps(batch)
         try:
+            frame = marshal.dumps(batch)
             self._to_child.write(_LENGTH.pack(len(frame)) + frame)
             self._to_child.flush()
         except (OSError, ValueError) as exc:  # the child is gone
