@@ -30,11 +30,10 @@ from mailer.archive import Store, issue_of
 from mailer.delivery import Delivery
 from mailer.errors import EmptyAudience, InputError
 from mailer.ledger import OPEN_STATES, Campaign, Ledger, State
-from mailer.ledger.suppression import SuppressionList
 from mailer.models import DeliveryPolicy, Outgoing, Recipient, SendResult, Status
 from mailer.pipeline import PreparedIssue, campaign_name
 from mailer.subscribers import LIST_HINT, RowProblem, read_list
-from mailer.suppression import Reason
+from mailer.suppression_list import Reason, SuppressionList
 from mailer.transports.base import Transport
 from mailer.transports.files import FilesTransport
 from mailer.transports.smtp import needs_smtputf8

@@ -27,12 +27,12 @@ from mailer.delivery import Delivery
 from mailer.errors import GuardError, InputError
 from mailer.headers import address_key, check_visible, normalise_email, page_slug
 from mailer.ledger import Campaign, Ledger, State
-from mailer.ledger.suppression import SuppressionList
 from mailer.messages import Composer, Envelope
 from mailer.models import Article, Recipient, Rendered, SendResult
 from mailer.pipeline import check_media_reachable
 from mailer.render import personal_fields, render_template_pair
 from mailer.settings import Settings
+from mailer.suppression_list import SuppressionList
 from mailer.transports.base import Transport
 from mailer.transports.smtp import SMTPTransport
 

@@ -13,10 +13,8 @@ import datetime as dt
 import os
 import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Literal, get_args
 
 from mailer.csvfile import (
     ROW_ERROR,
@@ -31,9 +29,15 @@ from mailer.csvfile import (
 from mailer.errors import InputError
 from mailer.headers import address_key, normalise_email
 from mailer.subscribers import SUPPRESSION_FILENAME
+from mailer.suppression_list import (
+    REASONS,
+    RECHECK_EVERY,
+    Reason,
+    Suppressed,
+    SuppressionList,
+    checked_items,
+)
 
-Reason = Literal["unsubscribed", "bounced", "complaint", "manual"]
-REASONS: tuple[Reason, ...] = get_args(Reason)
 COLUMNS = ("email", "reason", "date")
 LOG_SUFFIX = ".log"
 JOURNAL_SUFFIX = ".journal"
@@ -45,24 +49,6 @@ def suppression_path(lists_dir: Path) -> Path:
     """``lists/suppressed.csv``: one file for every list in the folder."""
     return lists_dir / SUPPRESSION_FILENAME
 
-
-@dataclass(frozen=True, slots=True)
-class Suppressed:
-    """One suppressed address: why, since when, and where it is written."""
-
-    email: str
-    reason: Reason
-    date: dt.date | None = None
-    line: int = 0
-
-    def describe(self) -> str:
-        when = f" on {self.date.isoformat()}" if self.date else ""
-        return f"{self.reason}{when}"
-
-
-# How often, at most, a running send looks at the suppression file for changes (seconds).
-# An unsubscribe reaches a running send within this, plus the messages already in flight.
-RECHECK_EVERY = 1.0
 
 _FileStamp = tuple[int, int, int, int]
 
@@ -78,7 +64,7 @@ def _file_stamp(path: Path) -> _FileStamp:
     return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-class Suppression:
+class Suppression(SuppressionList):
     """The suppression file and its journal; ``is_suppressed`` is a dictionary look-up.
 
     ``add_many`` and ``remove`` change it under its lock and log each change in
@@ -95,8 +81,9 @@ class Suppression:
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.path = path
-        self._entries: dict[str, Suppressed] = dict(entries or {})
+        self.path: Path = path
+        self.log_path: Path = path.with_suffix(LOG_SUFFIX)
+        self._entries = dict(entries or {})
         self._clock = clock
         self._stamp: tuple[_FileStamp, _FileStamp] | None = None
         self._checked = clock()
@@ -123,10 +110,6 @@ class Suppression:
     @property
     def journal_path(self) -> Path:
         return self.path.with_suffix(JOURNAL_SUFFIX)
-
-    @property
-    def log_path(self) -> Path:
-        return self.path.with_suffix(LOG_SUFFIX)
 
     def _stamps(self) -> tuple[_FileStamp, _FileStamp]:
         return (_file_stamp(self.path), _file_stamp(self.journal_path))
@@ -205,64 +188,11 @@ class Suppression:
 
     # --- questions --------------------------------------------------------------------
 
-    def reason(self, email: str) -> str | None:
-        """Why ``email`` must not be mailed now (``suppressed: unsubscribed on …``), or None."""
-        self.refresh()
-        entry = self._entries.get(address_key(email))
-        return None if entry is None else f"suppressed: {entry.describe()}"
-
     @classmethod
     def for_lists_dir(cls, lists_dir: Path) -> Suppression:
         return cls.load(suppression_path(lists_dir))
 
-    def is_suppressed(self, email: str) -> bool:
-        """Whether a normalised address (as in ``Recipient.email``) must not be mailed."""
-        return address_key(email) in self._entries
-
-    def get(self, email: str) -> Suppressed | None:
-        return self._entries.get(address_key(email))
-
-    def __contains__(self, email: object) -> bool:
-        return isinstance(email, str) and self.is_suppressed(email)
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def __iter__(self) -> Iterator[Suppressed]:
-        return iter(list(self._entries.values()))
-
     # --- changes ----------------------------------------------------------------------
-
-    def add(
-        self,
-        email: str,
-        reason: Reason,
-        *,
-        date: dt.date | None = None,
-        note: str = "",
-        journal: bool = False,
-    ) -> bool:
-        """Suppress an address; ``False`` if it already was (its first entry is kept).
-
-        ``email`` is checked and normalised (``ValueError`` if it is not an address).
-        """
-        return self.add_many([(email, reason)], date=date, note=note, journal=journal) == 1
-
-    def add_many(
-        self,
-        items: Iterable[tuple[str, Reason]],
-        *,
-        date: dt.date | None = None,
-        note: str = "",
-        journal: bool = False,
-    ) -> int:
-        """Suppress several addresses in one locked write (for example a run's hard bounces,
-        or a batch of one-click unsubscribes with ``journal=True``).
-
-        Returns how many were newly suppressed. Every address is checked before anything is
-        written (``ValueError`` names the first bad one).
-        """
-        return len(self.add_each(items, date=date, note=note, journal=journal))
 
     def add_each(
         self,
@@ -413,17 +343,6 @@ class Suppression:
                 os.close(fd)
         except OSError as exc:
             raise InputError(f"{self.log_path}: cannot write ({exc.strerror})") from exc
-
-
-def checked_items(items: Iterable[tuple[str, Reason]]) -> list[tuple[str, Reason]]:
-    """Addresses normalised and reasons checked, before anything is written (``ValueError``
-    names the first bad one)."""
-    wanted: list[tuple[str, Reason]] = []
-    for email, reason in items:
-        if reason not in REASONS:
-            raise ValueError(f"reason must be one of {', '.join(REASONS)}, not {reason!r}")
-        wanted.append((normalise_email(email), reason))
-    return wanted
 
 
 def _cells(entry: Suppressed) -> dict[str, str]:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.pg import Cluster, cluster
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -36,3 +38,16 @@ def sample(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     shutil.copytree(REPO / "lists", tmp_path / "lists")
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[Cluster]:
+    """A throwaway PostgreSQL cluster (tests/pg.py), one per test module that asks."""
+    with cluster() as found:
+        yield found
+
+
+@pytest.fixture
+def url(postgres: Cluster) -> str:
+    """A new, empty database on it: what MAILER_LEDGER takes."""
+    return postgres.database()

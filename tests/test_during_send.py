@@ -20,7 +20,7 @@ import trustme
 from mailer.delivery import Delivery, DeliveryPolicy
 from mailer.errors import DeliveryError
 from mailer.models import Outgoing, Recipient
-from mailer.suppression import RECHECK_EVERY
+from mailer.suppression_list import RECHECK_EVERY
 from mailer.transports.smtp import SMTPConfig, SMTPTransport
 from tests.cli import invoke, status_json
 from tests.process import faked, start_mailer, wait_until

@@ -24,6 +24,7 @@ ORDER = [
     "mailer.verp",
     "mailer.subscribers",
     "mailer.settings",
+    "mailer.suppression_list",
     "mailer.suppression",
     "mailer.articles",
     "mailer.digest",

@@ -39,7 +39,7 @@ from mailer.models import Recipient, SendResult, Status
 from mailer.subscribers import read_list
 from mailer.transports.base import Reply
 from tests.conftest import REPO
-from tests.pg import Cluster, cluster
+from tests.pg import Cluster
 
 
 def people(n: int, start: int = 0) -> Iterator[Recipient]:
@@ -56,12 +56,6 @@ def result(email: str, status: Status, code: int | None = 250, reply: str = "") 
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
     return tmp_path / "state" / "ledger.sqlite3"
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[Cluster]:
-    with cluster() as found:
-        yield found
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -10,13 +10,12 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.cli import state_counts, status_json
-from tests.pg import Cluster, cluster
+from tests.pg import Cluster
 from tests.process import start_mailer, wait_until
 from tests.smtpd import Recorder, Server, smtp_server
 
@@ -27,12 +26,6 @@ SENDERS = 3
 CONCURRENCY = 4
 LEASE = 2  # seconds: how long a killed sender's claims stay its own
 DATE = "2026-11-27"
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[Cluster]:
-    with cluster() as found:
-        yield found
 
 
 @pytest.fixture

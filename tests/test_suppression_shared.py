@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -21,24 +20,12 @@ from mailer.settings import load_settings
 from mailer.suppression import Suppression
 from mailer.tokens import make_token
 from tests.cli import invoke, refused
-from tests.pg import Cluster, cluster
 from tests.process import start_mailer, wait_until
 from tests.smtpd import Recorder, smtp_server
 from tests.web import web_server
 
 SECRET = "test-secret-key-0123456789-abcdefghijklmnop"  # tests.smtpd.Server.env's
 DATE = "2026-11-27"
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[Cluster]:
-    with cluster() as found:
-        yield found
-
-
-@pytest.fixture
-def url(postgres: Cluster) -> str:
-    return postgres.database()
 
 
 def test_each_process_sees_the_others_changes_and_the_first_entry_is_kept(url: str) -> None:

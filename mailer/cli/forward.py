@@ -13,9 +13,9 @@ from mailer.errors import EXIT_OK, EXIT_RESUMABLE, InputError
 if TYPE_CHECKING:
     # The library loads when a command runs, not for `mailer --help` (start-up time).
     from mailer.forward import Forward, Watch
-    from mailer.ledger.suppression import SuppressionList
     from mailer.models import Rendered
     from mailer.settings import Settings
+    from mailer.suppression_list import SuppressionList
 
 # mailer.forward's MAX_FRIENDS and MAX_NOTE_CHARS, for the help without importing it (a test
 # keeps them equal).

@@ -18,11 +18,10 @@ from mailer.errors import EXIT_INCOMPLETE, EXIT_USAGE, InputError, MailerError
 
 if TYPE_CHECKING:
     # The library loads when a command runs, not for `mailer --help` (start-up time).
-    from mailer.ledger.suppression import SuppressionList
     from mailer.models import Recipient
     from mailer.settings import Settings
     from mailer.subscribers import RowProblem
-    from mailer.suppression import Suppressed
+    from mailer.suppression_list import Suppressed, SuppressionList
 
 MAX_LISTED = 10  # suppressed addresses named one by one after an import
 

@@ -17,7 +17,7 @@ import datetime as dt
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,7 +27,14 @@ from mailer.errors import ConfigError, LedgerError
 from mailer.headers import address_key
 from mailer.ledger import postgres_schema as schema
 from mailer.ledger.postgres_url import location_of, redact
-from mailer.suppression import RECHECK_EVERY, Reason, Suppressed, Suppression, checked_items
+from mailer.suppression import Suppression
+from mailer.suppression_list import (
+    RECHECK_EVERY,
+    Reason,
+    Suppressed,
+    SuppressionList,
+    checked_items,
+)
 
 Conn = psycopg.Connection[tuple[Any, ...]]
 MIGRATE_HINT = "run `mailer ledger migrate-suppressions` to move them in"
@@ -35,7 +42,7 @@ CONNECT_TIMEOUT = 10  # seconds
 _T = TypeVar("_T")
 
 
-class SharedSuppression:
+class SharedSuppression(SuppressionList):
     """The suppression list in a PostgreSQL ledger's database (see the module's notes).
     Safe to use from several threads (``mailer serve`` writes from a worker thread)."""
 
@@ -152,50 +159,11 @@ class SharedSuppression:
         self._checked = now
         return self._catch_up()
 
-    def reason(self, email: str) -> str | None:
-        self.refresh()
-        entry = self.get(email)
-        return None if entry is None else f"suppressed: {entry.describe()}"
-
-    def is_suppressed(self, email: str) -> bool:
-        key = address_key(email)
-        return key in self._entries or key in self._local
-
     def get(self, email: str) -> Suppressed | None:
         key = address_key(email)
         return self._entries.get(key) or self._local.get(key)
 
-    def __contains__(self, email: object) -> bool:
-        return isinstance(email, str) and self.is_suppressed(email)
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def __iter__(self) -> Iterator[Suppressed]:
-        return iter(list(self._entries.values()))
-
     # --- changes ----------------------------------------------------------------------
-
-    def add(
-        self,
-        email: str,
-        reason: Reason,
-        *,
-        date: dt.date | None = None,
-        note: str = "",
-        journal: bool = False,
-    ) -> bool:
-        return bool(self.add_each([(email, reason)], date=date, note=note))
-
-    def add_many(
-        self,
-        items: Iterable[tuple[str, Reason]],
-        *,
-        date: dt.date | None = None,
-        note: str = "",
-        journal: bool = False,
-    ) -> int:
-        return len(self.add_each(items, date=date, note=note))
 
     def add_each(
         self,

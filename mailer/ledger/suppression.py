@@ -18,73 +18,10 @@ The shared list is ``mailer.ledger.postgres_suppression``.
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Iterable, Iterator
-from pathlib import Path
-from typing import Protocol
-
 from mailer.ledger.api import is_url
 from mailer.settings import Settings
-from mailer.suppression import Reason, Suppressed, Suppression, suppression_path
-
-
-class SuppressionList(Protocol):
-    """What commands ask of a suppression list: ``Suppression`` (files) or
-    ``SharedSuppression`` (PostgreSQL)."""
-
-    @property
-    def path(self) -> Path | str: ...
-
-    @property
-    def log_path(self) -> Path | str: ...
-
-    def close(self) -> None: ...
-
-    def refresh(self, *, force: bool = False) -> bool: ...
-
-    def reason(self, email: str) -> str | None: ...
-
-    def is_suppressed(self, email: str) -> bool: ...
-
-    def get(self, email: str) -> Suppressed | None: ...
-
-    def __contains__(self, email: object) -> bool: ...
-
-    def __len__(self) -> int: ...
-
-    def __iter__(self) -> Iterator[Suppressed]: ...
-
-    def add(
-        self,
-        email: str,
-        reason: Reason,
-        *,
-        date: dt.date | None = None,
-        note: str = "",
-        journal: bool = False,
-    ) -> bool: ...
-
-    def add_many(
-        self,
-        items: Iterable[tuple[str, Reason]],
-        *,
-        date: dt.date | None = None,
-        note: str = "",
-        journal: bool = False,
-    ) -> int: ...
-
-    def add_each(
-        self,
-        items: Iterable[tuple[str, Reason]],
-        *,
-        date: dt.date | None = None,
-        note: str = "",
-        journal: bool = False,
-    ) -> list[Suppressed]: ...
-
-    def remove(
-        self, email: str, *, note: str = "", only: Reason | None = None, journal: bool = False
-    ) -> Suppressed | None: ...
+from mailer.suppression import Suppression, suppression_path
+from mailer.suppression_list import SuppressionList
 
 
 def open_suppression(settings: Settings, *, sending: bool = False) -> SuppressionList:

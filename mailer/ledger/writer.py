@@ -42,6 +42,24 @@ _Ack = tuple[int, int, list[tuple[int, int, str]], str | None]
 Handover = tuple[int, str | None, list[Change]]
 
 
+def commit_group(applier: Applier | None, batches: Batches, error: str | None) -> _Ack:
+    """Commit the batches handed over together as one transaction; what to acknowledge. An
+    ``error`` (an earlier commit failed, or the applier could not be opened) fails them all,
+    and a failure here becomes the error of every later group."""
+    refused: list[tuple[int, int, str]] = []
+    if error is None and applier is not None:
+        if any(not now for _seq, now, _ops in batches):
+            batch_now = stamp()
+            batches = [(s, now or batch_now, ops) for s, now, ops in batches]
+        try:
+            refused = applier.commit(batches)
+        except LedgerError as exc:
+            error = exc.message
+        except Exception as exc:  # a bug must not strand every waiter
+            error = f"{type(exc).__name__}: {exc}"
+    return (batches[-1][0], applier.commits if applier is not None else 0, refused, error)
+
+
 class _Needs(Protocol):
     def need(self, seq: int) -> None: ...
 
@@ -133,19 +151,9 @@ class ThreadWriter:
                         break
                     stop = item is None
                 if batches:
-                    refused: list[tuple[int, int, str]] = []
-                    if error is None and applier is not None:
-                        if any(not now for _seq, now, _ops in batches):
-                            batch_now = stamp()
-                            batches = [(s, now or batch_now, ops) for s, now, ops in batches]
-                        try:
-                            refused = applier.commit(batches)
-                        except LedgerError as exc:
-                            error = exc.message
-                        except Exception as exc:  # a bug must not strand every waiter
-                            error = f"{type(exc).__name__}: {exc}"
-                    commits = applier.commits if applier is not None else 0
-                    self._report((batches[-1][0], commits, refused, error))
+                    acknowledged = commit_group(applier, batches, error)
+                    error = acknowledged[3]
+                    self._report(acknowledged)
                 if stop:
                     return
         finally:

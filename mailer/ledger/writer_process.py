@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 from mailer.errors import LedgerError
-from mailer.ledger.writer import Handover, ThreadWriter
+from mailer.ledger.writer import Handover, ThreadWriter, commit_group
 
 _LENGTH: Final = struct.Struct(">I")
 _CHILD: Final = "from mailer.ledger.writer_process import child; child()"
@@ -161,7 +161,6 @@ def child() -> None:
 
 
 def _commit_until_the_end(path: Path) -> None:
-    from mailer.ledger.model import stamp
     from mailer.ledger.sqlite_apply import SQLiteApplier
 
     applier: SQLiteApplier | None = None
@@ -188,18 +187,9 @@ def _commit_until_the_end(path: Path) -> None:
             batches.append((seq, now or "", ops))
         if not batches:
             continue
-        refused: list[tuple[int, int, str]] = []
-        if error is None and applier is not None:
-            if any(not now for _seq, now, _ops in batches):
-                batch_now = stamp()
-                batches = [(s, now or batch_now, ops) for s, now, ops in batches]
-            try:
-                refused = applier.commit(batches)
-            except LedgerError as exc:
-                error = exc.message
-            except Exception as exc:  # a bug must not strand every waiter
-                error = f"{type(exc).__name__}: {exc}"
-        ack = marshal.dumps((batches[-1][0], applier.commits if applier else 0, refused, error))
+        acknowledged = commit_group(applier, batches, error)
+        error = acknowledged[3]
+        ack = marshal.dumps(acknowledged)
         try:
             out.write(_LENGTH.pack(len(ack)) + ack)
             out.flush()

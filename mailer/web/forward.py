@@ -49,11 +49,11 @@ from mailer.forward import (
 )
 from mailer.headers import address_key, page_slug
 from mailer.ledger import Ledger
-from mailer.ledger.suppression import SuppressionList
 from mailer.models import Article, Status
 from mailer.render import make_environment
 from mailer.settings import Settings
 from mailer.subscribers import is_list_name, read_list
+from mailer.suppression_list import SuppressionList
 from mailer.tokens import token_address
 from mailer.web.pages import NO_STORE, Pages
 

@@ -21,9 +21,8 @@ from starlette.routing import Route
 
 from mailer.errors import MailerError, TokenError
 from mailer.headers import address_key, normalise_email
-from mailer.ledger.suppression import SuppressionList
 from mailer.settings import Settings
-from mailer.suppression import Reason, Suppressed
+from mailer.suppression_list import Reason, Suppressed, SuppressionList
 from mailer.tokens import make_token, token_address, token_payload
 from mailer.web.pages import NO_STORE, Pages, mask_address
 
