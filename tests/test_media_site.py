@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,9 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 
+import mailer.articles.images as images_module
+import mailer.web.media as media_module
+from mailer.articles import read_image
 from mailer.settings import Settings, load_settings
 from tests.browser import chromium
 from tests.cli import invoke, refused
@@ -239,3 +243,63 @@ def test_the_preview_and_the_archive_page_show_the_image_in_chromium(
                 assert 0 < hero["shown"] <= min(536, width), (name, width, hero)
                 assert hero["scroll"] <= width, (name, width, hero)  # no sideways scrolling
                 assert hero["src"].endswith(MEDIA), hero
+
+
+# --- from an adversarial probe ------------------------------------------------------------
+
+
+def test_a_folder_swapped_for_a_link_after_the_check_is_not_followed(
+    sample: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An author swaps articles/images for a link to a folder outside between the path's
+    check and its opening: the file is opened a folder at a time, never through a link."""
+    outside = tmp_path / "private"
+    outside.mkdir()
+    (outside / "market-hall.jpg").write_bytes(JPEG[:100] + b"SECRET OUTSIDE")
+    articles = sample / "articles"
+    (articles / "images").rename(articles / "kept")
+    (articles / "images").symlink_to(outside, target_is_directory=True)
+    # The check saw the folder as it was: resolving the path changes nothing.
+    monkeypatch.setattr(images_module.os.path, "realpath", lambda path: str(path))
+    with pytest.raises(ValueError, match="cannot be read"):
+        read_image(articles, IMAGE)
+
+
+def test_an_image_name_that_is_not_utf8_is_one_line_naming_the_field(sample: Path) -> None:
+    images = sample / "articles" / "images"
+    os.rename(images / "market-hall.jpg", os.fsencode(images) + b"/caf\xe9.jpg")
+    (images / "market-hall.jpg").symlink_to(os.fsdecode(b"caf\xe9.jpg"))
+    line = refused(invoke("digest", "--date", DATE))
+    assert f"{HALL}.md:" in line and "'image'" in line and "not UTF-8" in line
+
+
+def test_an_unrelated_broken_article_does_not_hide_the_images_of_the_others(
+    sample: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(media_module, "CURRENT_SECONDS", 0.0)
+    with web_server(settings(monkeypatch)) as running, running.client() as client:
+        assert client.get(MEDIA).status_code == 200
+        (sample / "articles" / "2026-11-28-half-written.md").write_text(
+            "---\ntitle: [unclosed\n---\n", encoding="utf-8"
+        )
+        assert client.get(MEDIA).status_code == 200  # read again, the broken file left out
+        (sample / "articles" / f"{HALL}.md").unlink()
+        assert client.get(MEDIA).status_code == 404  # no article names it any more
+
+
+def test_if_none_match_star_is_a_304(site: WebServer) -> None:
+    with site.client() as client:
+        assert client.get(MEDIA, headers={"If-None-Match": "*"}).status_code == 304
+
+
+def test_a_site_under_a_path_serves_the_archive_and_its_images_there(
+    sample: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MAILER_PUBLIC_URL with a path: the messages link to /news/media/…, and the reverse
+    proxy passes the path on."""
+    monkeypatch.setenv("MAILER_PUBLIC_URL", "https://example.org/news")
+    archive()
+    with web_server(settings(monkeypatch)) as running, running.client() as client:
+        assert client.get(f"/news{MEDIA}").content == JPEG
+        assert client.get(f"/news/issues/{DATE}/").status_code == 200
+        assert client.get(MEDIA).status_code == 404

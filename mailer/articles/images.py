@@ -33,6 +33,7 @@ _HEAD_BYTES = 16
 # A scheme (``file:``, ``javascript:``, ``data:``, ``C:``): a URL, never a path of ours.
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
 _UNSAFE_RE = re.compile(f"[\\\\\t\n{TEXT_CONTROLS}]")
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
 
 
 def image_type(path: str) -> str | None:
@@ -47,6 +48,7 @@ def is_media_path(path: str) -> bool:
     return (
         0 < len(path) <= MAX_IMAGE_PATH
         and not _UNSAFE_RE.search(path)
+        and not _SURROGATE_RE.search(path)  # a name that is not UTF-8 cannot be a URL
         and all(part and not part.startswith(".") for part in parts)
         and image_type(path) is not None
     )
@@ -79,8 +81,11 @@ def local_image(value: str, *, base: Path, folder: Path) -> str:
         raise ValueError(f"leads outside the articles folder {folder}: {shown}")
     relative = real.relative_to(root).as_posix()
     if not is_media_path(relative):
-        raise ValueError(f"leads to a hidden file or folder, or a file of another type: {shown}")
-    _check_file(real, relative, shown, whole=False)
+        raise ValueError(
+            f"leads to a hidden file or folder, a file of another type, or a name that is "
+            f"not UTF-8: {shown}"
+        )
+    _check_file(root, relative, shown, whole=False)
     return relative
 
 
@@ -98,19 +103,21 @@ def read_image(folder: Path, path: str) -> bytes:
         raise ValueError(f"names no file: {shown}") from None
     if real == root or not real.is_relative_to(root):
         raise ValueError(f"leads outside the articles folder {folder}: {shown}")
-    if not is_media_path(real.relative_to(root).as_posix()):
+    relative = real.relative_to(root).as_posix()
+    if not is_media_path(relative) or image_type(relative) != image_type(path):
         raise ValueError(f"leads to a hidden file or folder, or a file of another type: {shown}")
-    return _check_file(real, path, shown, whole=True)
+    return _check_file(root, relative, shown, whole=True)
 
 
-def _check_file(real: Path, path: str, shown: str, *, whole: bool) -> bytes:
-    """Open ``real`` without following a link swapped in since (nor blocking on a pipe):
-    a regular file, not too big, of the type of ``path``. Returns its bytes with ``whole``,
-    else only its first bytes."""
+def _check_file(root: Path, path: str, shown: str, *, whole: bool) -> bytes:
+    """Open ``path`` (relative to ``root``, no symlink in it) part by part from ``root``,
+    following no link swapped in since, at any part (nor blocking on a pipe): a regular
+    file, not too big, of the type of ``path``. Returns its bytes with ``whole``, else only
+    its first bytes."""
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
     flags |= getattr(os, "O_BINARY", 0)
     try:
-        fd = os.open(real, flags)
+        fd = _open_inside(root, path, flags)
         try:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
@@ -135,6 +142,22 @@ def _check_file(real: Path, path: str, shown: str, *, whole: bool) -> bytes:
             f"is not a {_KINDS.get(kind, 'known')} image (by its first bytes): {shown}"
         )
     return data
+
+
+def _open_inside(root: Path, path: str, flags: int) -> int:
+    """``os.open`` of ``path`` under ``root`` one folder at a time, never through a link: a
+    folder on the way turned into a symlink after the path was checked is refused."""
+    folder_flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
+    *folders, name = path.split("/")
+    here = os.open(root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        for folder in folders:
+            inner = os.open(folder, folder_flags, dir_fd=here)
+            os.close(here)
+            here = inner
+        return os.open(name, flags, dir_fd=here)
+    finally:
+        os.close(here)
 
 
 def _read(fd: int, limit: int) -> bytes:

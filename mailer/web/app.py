@@ -54,7 +54,7 @@ def create_app(settings: Settings, *, max_body: int = MAX_BODY) -> Starlette:
         unsubscribe
     )
     routes += ForwardPages(settings, pages, suppression).routes(prefix)
-    routes += archive.routes(settings)
+    routes += archive.routes(settings, prefix)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
