@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
 import marshal
 import os
 import select
@@ -41,6 +42,7 @@ from mailer.errors import LedgerError
 from mailer.ledger.writer import Handover, ThreadWriter, commit_group
 
 _LENGTH: Final = struct.Struct(">I")
+PIPE_BYTES: Final = 1 << 20  # an unprivileged process may ask for this much
 _CHILD: Final = "from mailer.ledger.writer_process import child; child()"
 
 
@@ -75,6 +77,10 @@ class ProcessWriter(ThreadWriter):
         assert self._child.stdin is not None and self._child.stdout is not None
         self._to_child: IO[bytes] = self._child.stdin
         self._from_child: IO[bytes] = self._child.stdout
+        # Room for a big batch while the child is in a commit: the event loop writes it and
+        # goes on, rather than waiting for the disk (Linux; elsewhere the default size).
+        with contextlib.suppress(OSError, AttributeError):
+            fcntl.fcntl(self._to_child.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
         super().__init__(location, lambda: _NoApplier(), clock)
 
     # --- what differs from the thread ---
