@@ -46,6 +46,15 @@ def main() -> None:
         _interrupted()
     except (KeyboardInterrupt, Interrupted):
         _interrupted()
+    except SystemExit as exc:
+        if exc.code != EXIT_RESUMABLE:
+            raise
+        # A command that a signal stopped has unwound and reported it; a Ctrl-C that went
+        # through a lazy import inside it would still turn a normal exit into death by
+        # SIGINT (see _interrupted), so leave the same way.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_RESUMABLE)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_IGN)
