@@ -138,6 +138,8 @@ class Media:
         settings = self.settings
         folder = settings.articles_dir
         files: dict[Path, tuple[_Stamp, str | None]] = {}
+        if not folder.is_dir():  # a site that only serves the archive
+            return frozenset()
         try:
             paths = [p for p in article_files(folder) if p.suffix.lower() != ".html"]
         except MailerError as exc:
