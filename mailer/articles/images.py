@@ -72,19 +72,7 @@ def local_image(value: str, *, base: Path, folder: Path) -> str:
         raise ValueError(f"is longer than {MAX_IMAGE_PATH} characters: {shown}")
     if image_type(value) is None:
         raise ValueError(f"must name a {_SUFFIXES} file, not {shown}")
-    try:
-        root = Path(os.path.realpath(folder))
-        real = Path(os.path.realpath(base / value))
-    except (OSError, ValueError):
-        raise ValueError(f"names no file: {shown}") from None
-    if real == root or not real.is_relative_to(root):
-        raise ValueError(f"leads outside the articles folder {folder}: {shown}")
-    relative = real.relative_to(root).as_posix()
-    if not is_media_path(relative):
-        raise ValueError(
-            f"leads to a hidden file or folder, a file of another type, or a name that is "
-            f"not UTF-8: {shown}"
-        )
+    root, relative = _resolved(folder, base / value, image_type(value), shown)
     _check_file(root, relative, shown, whole=False)
     return relative
 
@@ -96,17 +84,27 @@ def read_image(folder: Path, path: str) -> bytes:
     shown = excerpt(path)
     if not is_media_path(path):
         raise ValueError(f"is not the path of an image file: {shown}")
+    root, relative = _resolved(folder, folder / path, image_type(path), shown)
+    return _check_file(root, relative, shown, whole=True)
+
+
+def _resolved(folder: Path, asked: Path, kind: str | None, shown: str) -> tuple[Path, str]:
+    """``(the folder, symlinks resolved; the path inside it that ``asked`` leads to)``, which
+    must be a local image's path of the same type (``kind``)."""
     try:
         root = Path(os.path.realpath(folder))
-        real = Path(os.path.realpath(root / path))
+        real = Path(os.path.realpath(asked))
     except (OSError, ValueError):
         raise ValueError(f"names no file: {shown}") from None
     if real == root or not real.is_relative_to(root):
         raise ValueError(f"leads outside the articles folder {folder}: {shown}")
     relative = real.relative_to(root).as_posix()
-    if not is_media_path(relative) or image_type(relative) != image_type(path):
-        raise ValueError(f"leads to a hidden file or folder, or a file of another type: {shown}")
-    return _check_file(root, relative, shown, whole=True)
+    if not is_media_path(relative) or image_type(relative) != kind:
+        raise ValueError(
+            f"leads to a hidden file or folder, a file of another type, or a name that is "
+            f"not UTF-8: {shown}"
+        )
+    return root, relative
 
 
 def _check_file(root: Path, path: str, shown: str, *, whole: bool) -> bytes:
