@@ -79,9 +79,7 @@ class Media:
             self._warn(path, str(exc))
             return None
         etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
-        if len(self._etags) > MAX_WARNED:
-            self._etags.clear()
-        self._etags[path] = _Served(stamp, etag)
+        self._etags[path] = _Served(stamp, etag)  # only named images get here: few
         if _matches(request, etag):
             return Response(status_code=304, headers=_headers(etag))
         return Response(data, media_type=image_type(path), headers=_headers(etag))
