@@ -199,6 +199,9 @@ def delivery_from_row(row: Sequence[Any]) -> DeliveryRow:
     )
 
 
+_fields_json: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 def audience(
     recipients: Iterable[Recipient], skip: Callable[[str], str | None] | None
 ) -> Iterator[tuple[Any, ...]]:
@@ -210,7 +213,7 @@ def audience(
             key(r.email),
             r.email,
             r.name,
-            json.dumps(dict(r.fields), ensure_ascii=False, separators=(",", ":")),
+            _fields_json(dict(r.fields)) if r.fields else "{}",
             r.line,
             position,
             State.SKIPPED.value if reason else State.PENDING.value,
