@@ -19,6 +19,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +36,7 @@ from mailer.ledger import (
     LedgerError,
     State,
 )
+from mailer.ledger.pacing import MARGIN, MAX_DELAY, Pace
 from mailer.models import Recipient, SendResult, Status
 from mailer.subscribers import read_list
 from mailer.transports.base import Reply
@@ -568,7 +570,9 @@ async def test_the_writer_is_a_child_process_started_by_the_first_change_and_end
     campaign = book.start_campaign("c", kind="digest", recipients=people(3))
     emails = [r.email for r in people(3)]
     assert writer_children(db) == []  # started by the first state change
+    threads = threading.active_count()
     await book.mark_sending(campaign, emails[0], "<0@x>")
+    assert threading.active_count() == threads  # its acknowledgements are read on the loop
     (child,) = writer_children(db)
     assert child != os.getpid()
     # A process group of its own: the terminal's Ctrl-C is for the sender, which drains.
@@ -583,6 +587,63 @@ async def test_the_writer_is_a_child_process_started_by_the_first_change_and_end
             emails[1]: "unknown",
             emails[2]: "pending",
         }
+
+
+def test_the_pace_holds_marks_only_for_the_slack_a_distant_relay_leaves() -> None:
+    """Against a relay on loopback a mark is awaited sooner than a commit takes: no hold.
+    Farther off, a batch is held for the slack less the commit and a margin, never over
+    MAX_DELAY; a shorter slack is believed at once, a longer one slowly."""
+    pace = Pace()
+    assert pace.delay() == 0.0  # nothing measured yet
+    for _ in range(100):
+        pace.awaited(0.0004)  # loopback: MAIL, RCPT and DATA in 0.4 ms
+        pace.committed(0.0006)
+    assert pace.delay() == 0.0
+    for _ in range(100):
+        pace.awaited(0.0045)  # about 1.5 ms a round trip
+        pace.committed(0.0008)
+    assert pace.delay() == pytest.approx(0.0045 - 0.0008 - MARGIN, abs=1e-4)
+    pace.awaited(0.0005)  # the relay got faster (or this send went quiet): hold less now
+    assert pace.delay() < 0.0015
+    pace.committed(0.010)  # a slow commit (a checkpoint): no hold until commits are fast
+    assert pace.delay() == 0.0
+    far = Pace()
+    for _ in range(200):
+        far.awaited(0.150)  # 50 ms a round trip
+        far.committed(0.001)
+    assert far.delay() == MAX_DELAY
+
+
+async def test_held_marks_and_outcomes_commit_without_anyone_awaiting_them(db: Path) -> None:
+    """Once SQLite's writer has learnt that marks are awaited long after they are queued, it
+    holds a batch for more to join; what it holds still commits on its own, in one commit."""
+    ledger = Ledger.open(db)
+    campaign = ledger.start_campaign("c", kind="digest", recipients=people(40))
+    emails = [r.email for r in people(40)]
+    for email in emails[:30]:  # marks awaited 20 ms after they were queued
+        mark = ledger.mark_sending(campaign, email, f"<{email}>")
+        await asyncio.sleep(0.02)
+        await mark
+        ledger.record(campaign, result(email, Status.SENT))
+    writer = ledger._writer  # the pace is the writer's own business
+    assert writer is not None and writer.pace.delay() > 0.001
+    before = ledger.commits
+    ledger.record(campaign, result(emails[29], Status.SENT))  # nothing new: no commit
+    ledger.mark_sending(campaign, emails[30], "<30@x>")
+    ledger.record(campaign, result(emails[30], Status.DEFERRED, 451, "4.3.0 later"))
+    await asyncio.sleep(0)
+    assert ledger.commits == before  # held
+    for _ in range(200):
+        await asyncio.sleep(0.005)
+        if ledger.commits > before:
+            break
+    assert ledger.commits == before + 1  # released by its timer, both in one commit
+    await ledger.mark_sending(campaign, emails[31], "<31@x>")
+    ledger.close()
+    with Ledger.open(db) as again:
+        found = states(again, campaign)
+    assert found[emails[30]] == "deferred" and found[emails[31]] == "unknown"
+    assert [found[e] for e in emails[:30]] == ["sent"] * 30
 
 
 async def test_a_writer_child_that_dies_fails_what_it_had_not_committed(db: Path) -> None:

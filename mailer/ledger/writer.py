@@ -1,18 +1,19 @@
 """The ledger's writer: state changes, queued on the event loop, group-committed by a thread.
 
 Group commit, one commit at a time. Changes are queued on the event loop, and the batch
-gathered so far goes to the writer thread when a mark is queued while the writer is idle,
-when the commit in flight is done and marks have gathered meanwhile, or when someone awaits
-a change of it. So under load every commit takes the marks of all the connections that
-reached MAIL while the previous one was being written, and records ride along with them.
+gathered so far is handed over when someone awaits a change of it, when the commit in flight
+is done and changes have gathered meanwhile, or when its first mark has been held for as long
+as the send leaves time for (``mailer.ledger.pacing``: against a nearby relay that is 0, and
+a mark queued while the writer is idle goes at once). So under load every commit takes the
+marks of all the connections that reached MAIL meanwhile, and records ride along with them.
 Each change's future resolves when the commit that holds it is done; every commit takes
 every batch handed over so far, in order, so a change is never committed after one queued
 later.
 
 The thread commits for PostgreSQL, whose commits are network round trips. SQLite's commits
 are made by a child process instead (``mailer.ledger.writer_process``, which subclasses this
-and replaces only the hand-over), because there the GIL cost the thread more than the disk
-did (see docs/ledger.md).
+and replaces the hand-over and the acknowledgements), because there the GIL cost the thread
+more than the disk did (see docs/ledger.md).
 
 Everything here runs on the event loop's thread, except ``_run`` (the writer thread) and
 ``drain``, the synchronous path used by ``close`` and the campaign jobs, which waits for the
@@ -27,11 +28,13 @@ import contextlib
 import datetime as dt
 import queue
 import threading
+import time
 from collections.abc import Callable, Generator
 from typing import Any, Final, Protocol
 
 from mailer.errors import LedgerError
 from mailer.ledger.model import stamp
+from mailer.ledger.pacing import Pace
 from mailer.ledger.store import MARK, Applier, Batches, Change
 
 MAX_BATCH: Final = 10_000  # queued changes that are handed over without waiting for an await
@@ -61,22 +64,26 @@ def commit_group(applier: Applier | None, batches: Batches, error: str | None) -
 
 
 class _Needs(Protocol):
-    def need(self, seq: int) -> None: ...
+    def need(self, seq: int, queued: float | None) -> None: ...
 
 
 class Durable:
     """A queued state change; awaiting it waits for its commit (and hands its batch to the
     writer now if it has not gone yet). Not awaiting it is fine: it goes with its batch."""
 
-    __slots__ = ("_future", "_seq", "_writer")
+    __slots__ = ("_future", "_queued", "_seq", "_writer")
 
-    def __init__(self, writer: _Needs, future: asyncio.Future[None], seq: int) -> None:
+    def __init__(
+        self, writer: _Needs, future: asyncio.Future[None], seq: int, queued: float | None
+    ) -> None:
         self._writer = writer
         self._future = future
         self._seq = seq
+        self._queued = queued  # a mark's: when it was queued (the writer's pace)
 
     def __await__(self) -> Generator[Any, None, None]:
-        self._writer.need(self._seq)
+        self._writer.need(self._seq, self._queued)
+        self._queued = None  # only the first await tells how long the mark could wait
         return self._future.__await__()
 
 
@@ -87,6 +94,8 @@ class ThreadWriter:
     ``clock`` stamps each batch when it is handed over; None stamps each commit with the
     time it is made.
     """
+
+    paced = False  # hold batches of marks for their slack (pacing.py; it paid for SQLite)
 
     def __init__(
         self,
@@ -102,7 +111,12 @@ class ThreadWriter:
         self._futures: list[asyncio.Future[None]] = []
         self._scheduled = False
         self._marks = 0  # marks in the batch being gathered
+        self._first_mark = 0.0  # when its first mark was queued
         self._wanted = False  # someone awaits a change of it
+        self._soon = False  # an outcome was queued during a commit: it goes after that one
+        self._held: asyncio.TimerHandle | None = None  # the batch is held until then
+        self.pace = Pace()
+        self._timed: tuple[int, float] | None = None  # (batch, hand-over time) being timed
         self._seq = 0  # batches handed over
         self._acked = 0  # batches committed
         self._outstanding: dict[int, list[asyncio.Future[None]]] = {}
@@ -114,6 +128,10 @@ class ThreadWriter:
         self._done = threading.Condition()
         self._upto = 0  # batches the thread has finished with (under _done)
         self._alive = True  # under _done
+        self._start(applier)
+
+    def _start(self, applier: Callable[[], Applier]) -> None:
+        """Start whatever commits (here the thread)."""
         self._thread = threading.Thread(
             target=self._run, args=(applier,), name="mailer-ledger-writer", daemon=True
         )
@@ -185,37 +203,60 @@ class ThreadWriter:
         future: asyncio.Future[None] = loop.create_future()
         if self.error is None and self._loop is not loop:
             self._bind(loop)
-        durable = Durable(self, future, self._seq + 1)  # it goes in the next batch
+        mark = op[0] == MARK
+        now = time.monotonic() if mark else None
+        durable = Durable(self, future, self._seq + 1, now)  # it goes in the next batch
         if self.error is not None:
             _resolve(future, self.error)
             return durable
         self._ops.append(op)
         self._futures.append(future)
-        if op[0] == MARK:
+        if mark:
             self._marks += 1
-        if len(self._ops) >= MAX_BATCH or (op[0] == MARK and self._acked == self._seq):
-            self._send_batch()  # a big batch, or a mark while the writer is idle: now
-        elif self._acked < self._seq:
-            # An outcome while a commit is in flight: it goes with the next batch, handed
-            # over as soon as that commit is done, not whenever the next mark comes.
-            self._wanted = True
+            if self._marks == 1:
+                self._first_mark = now or 0.0
+        if len(self._ops) >= MAX_BATCH:
+            self._send_batch()
+        elif self._acked < self._seq:  # marks go when it is done, at their pace; an outcome
+            self._soon = self._soon or not mark  # then too, not whenever the next mark comes
+        elif mark:
+            self._pace()  # the writer is idle: now, or held for the marks to come
         elif not self._scheduled:
             # An outcome while the writer is idle (the send is quiet, or waiting for a slow
             # relay): commit it at the end of this loop iteration rather than whenever the
-            # next mark comes, so that a crash meanwhile cannot turn it into 'unknown'.
+            # next mark comes, so that a crash meanwhile cannot turn it into 'unknown'. (The
+            # worker's next mark, queued in this iteration too, sets the pace instead.)
             self._scheduled = True
-            loop.call_soon(self._send_batch)
+            loop.call_soon(self._pace)
         return durable
 
-    def need(self, seq: int) -> None:
+    def _pace(self) -> None:
+        """Hand the batch over now, or, if it has marks and the send leaves time for it,
+        when its first mark has been held for ``pace.delay()``."""
+        self._scheduled = False
+        if self.paced and self._marks and self._loop is not None and not self._wanted:
+            due = self._first_mark + self.pace.delay()
+            if due > time.monotonic():
+                if self._held is None:
+                    self._held = self._loop.call_later(due - time.monotonic(), self._release)
+                return
+        self._send_batch()
+
+    def _release(self) -> None:
+        self._held = None
+        if self._acked == self._seq:
+            self._send_batch()  # else it goes when the commit in flight is done
+
+    def need(self, seq: int, queued: float | None) -> None:
         """Someone waits for a change of batch ``seq``: hand it over at the end of this loop
         iteration (so that changes queued meanwhile join it), or as soon as the commit in
         flight is done."""
+        if queued is not None:
+            self.pace.awaited(time.monotonic() - queued)
         if seq <= self._seq:
             return
-        if self._acked < self._seq:
-            self._wanted = True
-        elif not self._scheduled and self._loop is not None:
+        self._wanted = True
+        if self._acked == self._seq and not self._scheduled and self._loop is not None:
             self._scheduled = True
             self._loop.call_soon(self._send_batch)
 
@@ -241,6 +282,9 @@ class ThreadWriter:
 
     def _send_batch(self) -> None:
         self._scheduled = False
+        if self._held is not None:
+            self._held.cancel()
+            self._held = None
         if self.error is not None:
             self._fail_all()  # nothing gathered may wait for a writer that will not write
             return
@@ -248,7 +292,9 @@ class ThreadWriter:
             return
         self._seq += 1
         self._marks = 0
-        self._wanted = False
+        self._wanted = self._soon = False
+        if self._timed is None:
+            self._timed = (self._seq, time.monotonic())
         self._outstanding[self._seq] = self._futures
         now = None if self.clock is None else stamp(self.clock())
         ops, self._ops, self._futures = self._ops, [], []
@@ -269,6 +315,9 @@ class ThreadWriter:
         self, upto: int, commits: int, refused: list[tuple[int, int, str]], error: str | None
     ) -> None:
         self.commits = commits
+        if self._timed is not None and self._timed[0] <= upto:
+            self.pace.committed(time.monotonic() - self._timed[1])
+            self._timed = None
         if error is not None and self.error is None:
             self.error = LedgerError(f"{self.location}: cannot write the ledger ({error})")
         why_of = {(seq, index): why for seq, index, why in refused}
@@ -291,8 +340,11 @@ class ThreadWriter:
             self._waiters = still
         if self.error is not None:
             self._fail_all()  # a failed commit fails everything after it, at once
-        elif (self._marks or self._wanted) and self._acked == self._seq and self._loop:
-            self._send_batch()  # what gathered during that commit: the next group
+        elif self._acked == self._seq and self._loop is not None:
+            if self._wanted or self._soon:
+                self._send_batch()  # what gathered during that commit: the next group
+            elif self._marks:
+                self._pace()
 
     def _fail(self, why: str) -> None:
         if self.error is None:

@@ -8,12 +8,14 @@ commit than the commit took. ``bench/bench_writer.py`` measures the two on the r
 path in one run (docs/ledger.md has the figures). PostgreSQL keeps the thread: its commits
 are network round trips, and every sender is already a process of its own.
 
-Everything on the event loop is ``ThreadWriter``'s: batches, futures, acknowledgements. Only
-the hand-over differs. The event loop writes each batch to the child's stdin as one frame;
-the child commits whatever frames have arrived as one transaction (``SQLiteApplier``,
-``synchronous=FULL``) and writes one acknowledgement frame back; a thread of ours reads
-those (it needs the GIL once per commit, not once per statement). Frames are a 4-byte
-length and a ``marshal`` payload: the same interpreter writes and reads them.
+Everything on the event loop is ``ThreadWriter``'s: batches, futures, pacing. Only the
+hand-over and the acknowledgements differ. The event loop writes each batch to the child's
+stdin as one frame; the child commits whatever frames have arrived as one transaction
+(``SQLiteApplier``, ``synchronous=FULL``) and writes one acknowledgement frame back, which
+the event loop reads when it is readable (``drain`` reads it when no loop is running). No
+thread of ours is involved, so an acknowledgement costs no GIL hand-off. Frames are a 4-byte
+length and a ``marshal`` payload: the same interpreter writes and reads them. The child runs
+as ``SCHED_BATCH`` (Linux), so that its wake-ups do not take the CPU from the event loop.
 
 The child holds the ledger's lock with us (its descriptor is passed on), so a sender killed
 with SIGKILL keeps its ledger locked until the child has committed the frames it had whole
@@ -24,6 +26,7 @@ always how it stops.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import fcntl
@@ -48,6 +51,8 @@ _CHILD: Final = "from mailer.ledger.writer_process import child; child()"
 
 class ProcessWriter(ThreadWriter):
     """``ThreadWriter`` whose commits are made by a child process (see the module notes)."""
+
+    paced = True
 
     def __init__(
         self,
@@ -85,19 +90,56 @@ class ProcessWriter(ThreadWriter):
 
     # --- what differs from the thread ---
 
-    def _run(self, make: Callable[[], Any]) -> None:
-        """The thread: read the child's acknowledgements until it ends."""
+    def _start(self, applier: Callable[[], Any]) -> None:
+        """No thread: acknowledgements are read on the event loop (``add_reader``), or by
+        ``drain`` when no loop is bound."""
+        self._ack_fd = self._from_child.fileno()
+        self._ack_bytes = bytearray()
+        os.set_blocking(self._ack_fd, False)
+
+    def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        super()._bind(loop)
+        if self._alive:
+            loop.add_reader(self._ack_fd, self._readable)
+
+    def _unbind(self) -> None:
+        if self._loop is not None:
+            self._loop.remove_reader(self._ack_fd)  # a no-op once that loop is closed
+            self._loop = None
+
+    def _readable(self) -> None:
+        self._read_acks()
+        self._take_acks()
+
+    def _read_acks(self) -> None:
+        """Take the acknowledgements that have arrived. The end of the child's output (it
+        exited, or died) or a frame that makes no sense leaves it not alive."""
         try:
-            while (frame := _read_frame(self._from_child)) is not None:
-                upto, commits, refused, error = marshal.loads(frame)
-                self._report((upto, commits, [tuple(r) for r in refused], error))
-        except (OSError, ValueError, EOFError, TypeError):
-            pass
-        finally:
-            with self._done:
-                self._alive = False
-                self._done.notify_all()
-            self._wake()
+            chunk = os.read(self._ack_fd, 1 << 16)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if chunk:
+            self._ack_bytes += chunk
+            try:
+                for frame in _whole_frames(self._ack_bytes):
+                    upto, commits, refused, error = marshal.loads(frame)
+                    self._acks.append((upto, commits, [tuple(r) for r in refused], error))
+                    self._upto = upto
+                return
+            except (ValueError, EOFError, TypeError):
+                pass
+        self._alive = False
+        self._unbind()
+
+    def drain(self) -> None:
+        self._unbind()
+        self._send_batch()
+        while self._upto < self._seq and self._alive:
+            select.select([self._ack_fd], [], [])
+            self._read_acks()
+        self._take_acks()
 
     def _hand_over(self, batch: Handover) -> None:
         try:
@@ -108,9 +150,13 @@ class ProcessWriter(ThreadWriter):
             raise LedgerError(f"the ledger writer process is gone ({exc})") from exc
 
     def _end(self) -> None:
+        self._unbind()
         with contextlib.suppress(OSError, ValueError):
             self._to_child.close()  # the child commits what it has, acknowledges, exits
-        self._thread.join()
+        while self._alive:  # read to the end, so that the child never waits on a full pipe
+            select.select([self._ack_fd], [], [])
+            self._read_acks()
+        self._take_acks()
         self._child.wait()
         self._from_child.close()
 
@@ -159,6 +205,10 @@ def child() -> None:
     frames that have arrived together as one transaction, and acknowledges each commit."""
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
+    # Woken by every frame and every fsync, it must not take the CPU from the sender's event
+    # loop each time (Linux's wake-up preemption); it runs as soon as a core is free instead.
+    with contextlib.suppress(AttributeError, OSError):
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
     try:
         _commit_until_the_end(Path(sys.argv[1]))
     except BaseException as exc:  # a bug: one line; the sender fails what is unacknowledged
