@@ -26,8 +26,8 @@ class Pace:
     - ``latency``: from a batch's hand-over to its acknowledgement (the commit); estimated
       high, for the same reason.
 
-    ``delay()`` is half the slack less the latency, so that the commit is done before the
-    mark is awaited with room to spare (the event loop's timers may fire a millisecond late).
+    ``delay()`` is the slack less the latency less ``MARGIN`` (the event loop's timers may
+    fire a millisecond late), so that the commit is done before the mark is awaited.
     """
 
     __slots__ = ("latency", "slack")

@@ -15,9 +15,8 @@ are made by a child process instead (``mailer.ledger.writer_process``, which sub
 and replaces the hand-over and the acknowledgements), because there the GIL cost the thread
 more than the disk did (see docs/ledger.md).
 
-Everything here runs on the event loop's thread, except ``_run`` (the writer thread) and
-``drain``, the synchronous path used by ``close`` and the campaign jobs, which waits for the
-thread directly.
+Everything here runs on the event loop's thread, but ``_run`` (the writer thread) and
+``drain``, the synchronous path of ``close`` and the campaign jobs, which waits directly.
 """
 
 from __future__ import annotations
@@ -242,15 +241,14 @@ class ThreadWriter:
                 return
         self._send_batch()
 
-    def _release(self) -> None:
+    def _release(self) -> None:  # the hold is over; if a commit is in flight, after it
         self._held = None
         if self._acked == self._seq:
-            self._send_batch()  # else it goes when the commit in flight is done
+            self._send_batch()
 
     def need(self, seq: int, queued: float | None) -> None:
         """Someone waits for a change of batch ``seq``: hand it over at the end of this loop
-        iteration (so that changes queued meanwhile join it), or as soon as the commit in
-        flight is done."""
+        iteration (changes queued meanwhile join it), or when the commit in flight is done."""
         if queued is not None:
             self.pace.awaited(time.monotonic() - queued)
         if seq <= self._seq:
@@ -278,6 +276,8 @@ class ThreadWriter:
     def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._loop is not None:
             self.drain()  # changes queued on another loop: settle them first (unbinds it)
+        elif self._held is not None or self._scheduled:  # held or called for on a loop gone
+            self._send_batch()
         self._loop = loop
 
     def _send_batch(self) -> None:

@@ -95,7 +95,9 @@ class ProcessWriter(ThreadWriter):
         ``drain`` when no loop is bound."""
         self._ack_fd = self._from_child.fileno()
         self._ack_bytes = bytearray()
-        os.set_blocking(self._ack_fd, False)
+        self._frame_fd = self._to_child.fileno()
+        for fd in (self._ack_fd, self._frame_fd):
+            os.set_blocking(fd, False)
 
     def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
         super()._bind(loop)
@@ -137,28 +139,47 @@ class ProcessWriter(ThreadWriter):
         self._unbind()
         self._send_batch()
         while self._upto < self._seq and self._alive:
-            select.select([self._ack_fd], [], [])
+            _wait(self._ack_fd)
             self._read_acks()
         self._take_acks()
 
     def _hand_over(self, batch: Handover) -> None:
-        try:
-            frame = marshal.dumps(batch)
-            self._to_child.write(_LENGTH.pack(len(frame)) + frame)
-            self._to_child.flush()
-        except (OSError, ValueError) as exc:  # the child is gone
-            raise LedgerError(f"the ledger writer process is gone ({exc})") from exc
+        """Write the batch's frame. While the pipe is full, acknowledgements are read
+        meanwhile, so that a child blocked writing one can always go on reading."""
+        frame = marshal.dumps(batch)
+        left = memoryview(_LENGTH.pack(len(frame)) + frame)
+        read = False
+        while left:
+            try:
+                left = left[os.write(self._frame_fd, left) :]
+            except BlockingIOError:
+                if _wait(self._ack_fd, self._frame_fd):
+                    self._read_acks()
+                    read = True
+            except OSError as exc:  # the child is gone
+                raise LedgerError(f"the ledger writer process is gone ({exc})") from exc
+        if read and self._loop is not None:
+            self._loop.call_soon(self._take_acks)
 
     def _end(self) -> None:
         self._unbind()
         with contextlib.suppress(OSError, ValueError):
             self._to_child.close()  # the child commits what it has, acknowledges, exits
         while self._alive:  # read to the end, so that the child never waits on a full pipe
-            select.select([self._ack_fd], [], [])
+            _wait(self._ack_fd)
             self._read_acks()
         self._take_acks()
         self._child.wait()
         self._from_child.close()
+
+
+def _wait(readable: int, writable: int | None = None) -> bool:
+    """Block until ``readable`` can be read (True) or ``writable`` written (False)."""
+    poller = select.poll()
+    poller.register(readable, select.POLLIN)
+    if writable is not None:
+        poller.register(writable, select.POLLOUT)
+    return any(fd == readable for fd, _ in poller.poll())
 
 
 class _NoApplier:
@@ -185,16 +206,6 @@ def _whole_frames(pending: bytearray) -> list[bytes]:
         at += _LENGTH.size + size
     del pending[:at]
     return found
-
-
-def _read_frame(stream: IO[bytes]) -> bytes | None:
-    """One whole frame, or None at the end of input (a torn frame is the end too)."""
-    head = stream.read(_LENGTH.size)
-    if len(head) < _LENGTH.size:
-        return None
-    (size,) = _LENGTH.unpack(head)
-    body = stream.read(size)
-    return body if len(body) == size else None
 
 
 # --- the child -------------------------------------------------------------------------
