@@ -44,6 +44,8 @@ from mailer.ledger.sqlite_apply import SQLiteApplier
 
 
 class ThreadInstead(writer.ThreadWriter):
+    paced = True  # as the process is: only what commits differs
+
     def __init__(self, location, path, lock_fd, clock):
         super().__init__(location, lambda: SQLiteApplier(path), clock)
 

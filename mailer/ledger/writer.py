@@ -203,17 +203,17 @@ class ThreadWriter:
         if self.error is None and self._loop is not loop:
             self._bind(loop)
         mark = op[0] == MARK
-        now = time.monotonic() if mark else None
-        durable = Durable(self, future, self._seq + 1, now)  # it goes in the next batch
+        queued = time.monotonic() if mark else None
+        durable = Durable(self, future, self._seq + 1, queued)  # it goes in the next batch
         if self.error is not None:
             _resolve(future, self.error)
             return durable
         self._ops.append(op)
         self._futures.append(future)
-        if mark:
+        if queued is not None:  # a mark
             self._marks += 1
             if self._marks == 1:
-                self._first_mark = now or 0.0
+                self._first_mark = queued
         if len(self._ops) >= MAX_BATCH:
             self._send_batch()
         elif self._acked < self._seq:  # marks go when it is done, at their pace; an outcome
