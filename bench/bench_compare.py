@@ -2,6 +2,7 @@
 
 Usage: .venv/bin/python bench/bench_compare.py --before DIR [--after DIR] [--n 20000]
                                                [--rounds 3] [--concurrency 8] [--keep DIR]
+                                               [--rtt MS]
 
   git worktree add /tmp/before ca433fc        # the tree before the change
   .venv/bin/python bench/bench_compare.py --before /tmp/before --n 20000 --rounds 3
@@ -9,7 +10,9 @@ Usage: .venv/bin/python bench/bench_compare.py --before DIR [--after DIR] [--n 2
 
 It builds one workload with bench_send.py's functions (20 synthetic articles and a list of
 --n synthetic subscribers in a temporary folder), starts one Postfix `smtp-sink` on
-127.0.0.1 (aiosmtpd in a thread if smtp-sink is absent), and then runs
+127.0.0.1 (aiosmtpd in a thread if smtp-sink is absent; with --rtt MS, behind
+bench_send.py's proxy that delays each of its replies MS, like a relay farther off), and then
+runs
 
     python -m mailer digest --send --date D --articles A --list L --concurrency C
 
@@ -34,7 +37,8 @@ the run-to-run noise, which the spread of the per-round ratios shows).
 
 The machine may be shared: before each child the script waits (at most --settle seconds) for
 a second in which the whole machine uses under --quiet of one core, and it reports, per
-child, the CPU that other processes used while it ran ("others %"). Rounds in which either
+child, the CPU that other processes used while it ran ("others %": not the child, the sink,
+or this script and its proxy). Rounds in which either
 child saw others above --noisy are left out of a second, "quiet rounds" median.
 """
 
@@ -45,6 +49,7 @@ import hashlib
 import json
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -59,6 +64,7 @@ from bench_send import (
     ISSUE_DATE,
     REPO,
     SMTP_SINK,
+    DelayProxy,
     Run,
     Sink,
     child_env,
@@ -84,6 +90,25 @@ def busy_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
+def digest_help(python: str, env: dict[str, str], root: Path) -> str:
+    """`mailer digest --help` of one tree: which flags it takes."""
+    done = subprocess.run(
+        [python, "-m", "mailer", "digest", "--help"],
+        env={**env, "COLUMNS": "200"},
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return done.stdout
+
+
+def own_seconds() -> float:
+    """CPU seconds this script has used (its threads: the delaying proxy, an aiosmtpd sink)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def wait_quiet(max_share: float, longest: float) -> float:
     """Wait, up to ``longest`` seconds, for a second in which the machine's CPU use is under
     ``max_share`` of one core; returns the share of the last second sampled."""
@@ -98,14 +123,15 @@ def wait_quiet(max_share: float, longest: float) -> float:
 
 @dataclass
 class Others:
-    """CPU the rest of the machine used while one child ran (not the child, not the sink)."""
+    """CPU the rest of the machine used while one child ran (not the child, the sink, or this
+    script, whose delaying proxy is part of the relay)."""
 
     before: float  # the machine's CPU share (of one core) in the second before the child
     during: float  # others' CPU seconds per wall second while the child ran
 
     @staticmethod
-    def measure(run: Run, busy: float, sink_cpu: float | None, quiet: float) -> Others:
-        others = busy - run.cpu - (sink_cpu or 0.0)
+    def measure(run: Run, busy: float, sink_cpu: float | None, own: float, quiet: float) -> Others:
+        others = busy - run.cpu - (sink_cpu or 0.0) - own
         return Others(quiet, max(0.0, others) / run.wall)
 
 
@@ -209,6 +235,7 @@ def compare(args: argparse.Namespace) -> int:
         trees = {side: root / f"tree-{side}" for side in trees}
     kind = "smtp-sink" if SMTP_SINK and not args.aiosmtpd else "aiosmtpd"
     sink: Sink | None = None
+    proxy: DelayProxy | None = None
     failures: list[str] = []
     try:
         rng = random.Random(20261127)
@@ -216,17 +243,24 @@ def compare(args: argparse.Namespace) -> int:
         write_articles(articles, rng)
         write_list(list_path, args.n, rng)
         sink = Sink(kind, root)
-        base = child_env(sink.port, root / "ledger-unused.sqlite3")
+        proxy = DelayProxy(sink.port, args.rtt / 1000) if args.rtt else None
+        port = proxy.port if proxy is not None else sink.port
+        base = child_env(port, root / "ledger-unused.sqlite3")
         base.pop("PYTHONDONTWRITEBYTECODE", None)  # the warm-up fills the cache below
         base.update(MAILER_TIMEZONE="UTC", PYTHONPYCACHEPREFIX=str(root / "pycache"))
+        if args.sender:
+            base["MAILER_FROM"] = args.sender
         envs = {side: {**base, "PYTHONPATH": str(tree)} for side, tree in trees.items()}
         common = ["--date", ISSUE_DATE.isoformat(), "--articles", str(articles)]
         common += ["--list", str(list_path)]
 
         print(f"python:    {sys.version.split()[0]} ({python}) on {os.cpu_count()} CPUs")
         print(f"sink:      {sink.command}")
+        if proxy is not None:
+            print(f"relay:     a proxy on port {port} delays each of its replies {args.rtt:g} ms")
         print(f"workdir:   {root}")
         print(f"list:      {args.n} subscribers, {list_path.stat().st_size / 1e6:.1f} MB")
+        commands: dict[str, list[str]] = {}
         for side, tree in trees.items():
             copy = "" if args.in_place else f", run from a copy in {tree}"
             print(f"{side + ':':<10} {describe_tree(sources[side])} [content {prints[side]}{copy}]")
@@ -255,9 +289,14 @@ def compare(args: argparse.Namespace) -> int:
                 raise SystemExit(f"the {side} preview failed (exit {preview.returncode})")
             size = emls[0].stat().st_size
             print(f"{'':<10} message {size} bytes ({size / 1024:.1f} KiB), {emls[0].name}")
-        command = [python, "-m", "mailer", "digest", "--send", *common]
-        command += ["--concurrency", str(args.concurrency)]
-        print(f"command:   PYTHONPATH=<tree> MAILER_LEDGER=<fresh> {' '.join(command)}")
+            command = [python, "-m", "mailer", "digest", "--send", *common]
+            command += ["--concurrency", str(args.concurrency)]
+            # A send without a terminal needs --yes since mailer asks first; older trees
+            # have no such flag (and never ask).
+            if "--yes" in digest_help(python, envs[side], root):
+                command.append("--yes")
+            commands[side] = command
+            print(f"{'':<10} PYTHONPATH=<tree> MAILER_LEDGER=<fresh> {' '.join(command)}")
         print(flush=True)
 
         results: list[Measured] = []
@@ -267,13 +306,16 @@ def compare(args: argparse.Namespace) -> int:
                 env = {**envs[side], "MAILER_LEDGER": str(ledger)}
                 quiet = wait_quiet(args.quiet, args.settle)
                 before, sink_cpu, busy = sink.accepted() or 0, sink.cpu_seconds(), busy_seconds()
-                run = run_child(f"{side}{round_}", command, env=env, cwd=root, timeout=args.timeout)
-                busy = busy_seconds() - busy
+                own = own_seconds()
+                run = run_child(
+                    f"{side}{round_}", commands[side], env=env, cwd=root, timeout=args.timeout
+                )
+                busy, own = busy_seconds() - busy, own_seconds() - own
                 seen = (sink.wait_settled(before + args.n) or 0) - before
                 after_cpu = sink.cpu_seconds()
                 used = None if sink_cpu is None or after_cpu is None else after_cpu - sink_cpu
                 sent = ledger_sent(python, env, root, ledger)
-                others = Others.measure(run, busy, used, quiet)
+                others = Others.measure(run, busy, used, own, quiet)
                 measured = Measured(
                     side, round_, run, seen, used, send_loop_seconds(run.stdout), sent, others
                 )
@@ -307,6 +349,8 @@ def compare(args: argparse.Namespace) -> int:
             print(f"PROBLEM: {failure}")
         return 1 if failures else 0
     finally:
+        if proxy is not None:
+            proxy.stop()
         if sink is not None:
             sink.stop()
         if not args.keep:
@@ -334,8 +378,8 @@ def report(args: argparse.Namespace, results: list[Measured]) -> None:
         )
     print("-" * len(header))
     print(
-        "others %: CPU that processes other than the child and the sink used while the child "
-        "ran, in % of one core (the bench's own parent included); high values mean a noisy run"
+        "others %: CPU that processes other than the child, the sink and this script (with its "
+        "delaying proxy) used while the child ran, in % of one core; high values mean a noisy run"
     )
 
     by_round: dict[int, dict[str, Measured]] = {}
@@ -397,6 +441,20 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=600, help="seconds per child")
     parser.add_argument("--keep", metavar="DIR", help="work in DIR and keep it")
     parser.add_argument("--aiosmtpd", action="store_true", help="use aiosmtpd, not smtp-sink")
+    parser.add_argument(
+        "--from",
+        dest="sender",
+        metavar="ADDRESS",
+        help="MAILER_FROM for both trees (default bench_send.py's, with a display name, which "
+        "trees older than 2026-11-30 refuse: give them a bare address)",
+    )
+    parser.add_argument(
+        "--rtt",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="delay each reply of the sink MS, like a relay farther off (default 0: none)",
+    )
     parser.add_argument("--python", default=sys.executable, help="interpreter for the children")
     parser.add_argument(
         "--tolerance",
@@ -437,6 +495,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.n < 1 or args.concurrency < 1 or args.rounds < 1:
         parser.error("--n, --concurrency and --rounds must be at least 1")
+    if args.rtt < 0:
+        parser.error("--rtt must not be negative")
     assert HOST == "127.0.0.1"  # loopback only
     return compare(args)
 
