@@ -446,7 +446,7 @@ def main() -> int:
         dest="sender",
         metavar="ADDRESS",
         help="MAILER_FROM for both trees (default bench_send.py's, with a display name, which "
-        "trees older than 2026-11-30 refuse: give them a bare address)",
+        "trees before 276db02 refuse: give them a bare address)",
     )
     parser.add_argument(
         "--rtt",
